@@ -1,0 +1,286 @@
+//! Injection settings, validated once at start-up and shared by `serve` and `inject`.
+
+use crate::error::ConfigError;
+
+/// Kubernetes refuses projected tokens that live shorter than this (and AWS SDKs refresh early).
+pub const MIN_TOKEN_EXPIRATION: i64 = 600;
+/// Kubernetes refuses projected tokens that live longer than 2^32 seconds.
+pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
+/// Name of the injected projected volume and of its mounts (same as the reference webhook).
+pub const VOLUME_NAME: &str = "aws-iam-token";
+/// File name of the token inside the mounted volume.
+pub const TOKEN_FILE: &str = "token";
+
+/// The annotation (and label) keys under the configured prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationKeys {
+    /// ServiceAccount: the IAM role to assume; its presence triggers injection.
+    pub role_arn: String,
+    /// ServiceAccount: token audience.
+    pub audience: String,
+    /// ServiceAccount: `true`/`false`, whether to set `AWS_STS_REGIONAL_ENDPOINTS=regional`.
+    pub sts_regional_endpoints: String,
+    /// ServiceAccount or Pod: token lifetime in seconds (the pod's wins).
+    pub token_expiration: String,
+    /// ServiceAccount: region for `AWS_REGION`/`AWS_DEFAULT_REGION`.
+    pub region: String,
+    /// Pod: comma-separated container names that are left alone.
+    pub skip_containers: String,
+    /// Pod: comma-separated container names that alone are injected.
+    pub include_containers: String,
+    /// Pod annotation or label: `"true"` opts the whole pod out.
+    pub skip_pod: String,
+}
+
+impl AnnotationKeys {
+    /// Keys under `prefix`, e.g. `eks.amazonaws.com/role-arn`.
+    pub fn new(prefix: &str) -> Self {
+        let key = |name: &str| format!("{prefix}/{name}");
+        Self {
+            role_arn: key("role-arn"),
+            audience: key("audience"),
+            sts_regional_endpoints: key("sts-regional-endpoints"),
+            token_expiration: key("token-expiration"),
+            region: key("region"),
+            skip_containers: key("skip-containers"),
+            include_containers: key("include-containers"),
+            skip_pod: key("skip-pod-identity-webhook"),
+        }
+    }
+}
+
+/// Everything the pure mutation needs besides the pod and its ServiceAccount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectionConfig {
+    /// Annotation keys derived from the prefix.
+    pub keys: AnnotationKeys,
+    /// Default token audience.
+    pub audience: String,
+    /// Default token lifetime in seconds, within the Kubernetes bounds.
+    pub token_expiration: i64,
+    /// Where the token volume is mounted in containers (absolute, no trailing slash).
+    pub mount_path: String,
+    /// Default region, if any.
+    pub region: Option<String>,
+    /// Default for `AWS_STS_REGIONAL_ENDPOINTS=regional`.
+    pub regional_sts: bool,
+}
+
+/// Unvalidated injection settings as given on the command line or in the environment.
+#[derive(Debug, Clone)]
+pub struct InjectionSettings<'a> {
+    pub annotation_prefix: &'a str,
+    pub token_audience: &'a str,
+    pub token_expiration: i64,
+    pub token_mount_path: &'a str,
+    pub aws_default_region: Option<&'a str>,
+    pub sts_regional_endpoint: bool,
+}
+
+impl InjectionConfig {
+    /// Validates the settings; every refusal names the flag at fault.
+    pub fn new(s: InjectionSettings<'_>) -> Result<Self, ConfigError> {
+        let prefix = s.annotation_prefix.trim_end_matches('/');
+        if !is_dns_subdomain(prefix) {
+            return Err(ConfigError::Invalid {
+                flag: "--annotation-prefix",
+                value: s.annotation_prefix.to_owned(),
+                reason: "must be a DNS subdomain such as eks.amazonaws.com",
+            });
+        }
+        if s.token_audience.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                flag: "--token-audience",
+                value: s.token_audience.to_owned(),
+                reason: "must not be empty",
+            });
+        }
+        if !(MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&s.token_expiration) {
+            return Err(ConfigError::Invalid {
+                flag: "--token-expiration",
+                value: s.token_expiration.to_string(),
+                reason: "must be between 600 and 4294967296 seconds",
+            });
+        }
+        let mount_path = s.token_mount_path.trim_end_matches('/');
+        if !mount_path.starts_with('/') || mount_path.contains(':') || mount_path.contains("//") {
+            return Err(ConfigError::Invalid {
+                flag: "--token-mount-path",
+                value: s.token_mount_path.to_owned(),
+                reason: "must be an absolute path without ':' or empty segments",
+            });
+        }
+        let region = match s.aws_default_region.map(str::trim) {
+            None | Some("") => None,
+            Some(r) if is_region(r) => Some(r.to_owned()),
+            Some(r) => {
+                return Err(ConfigError::Invalid {
+                    flag: "--aws-default-region",
+                    value: r.to_owned(),
+                    reason: "must look like a region name such as eu-west-1",
+                });
+            }
+        };
+        Ok(Self {
+            keys: AnnotationKeys::new(prefix),
+            audience: s.token_audience.trim().to_owned(),
+            token_expiration: s.token_expiration,
+            mount_path: mount_path.to_owned(),
+            region,
+            regional_sts: s.sts_regional_endpoint,
+        })
+    }
+
+    /// The token file path inside Linux containers.
+    pub fn token_file(&self) -> String {
+        format!("{}/{TOKEN_FILE}", self.mount_path)
+    }
+
+    /// The token file path inside Windows containers: the mount path on drive `C:`.
+    pub fn windows_token_file(&self) -> String {
+        format!("C:{}\\{TOKEN_FILE}", self.mount_path.replace('/', "\\"))
+    }
+}
+
+impl Default for InjectionConfig {
+    /// The reference webhook's defaults, so EKS manifests work unchanged.
+    fn default() -> Self {
+        Self::new(InjectionSettings {
+            annotation_prefix: "eks.amazonaws.com",
+            token_audience: "sts.amazonaws.com",
+            token_expiration: 86_400,
+            token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+            aws_default_region: None,
+            sts_regional_endpoint: false,
+        })
+        .expect("defaults are valid")
+    }
+}
+
+/// A DNS-1123 subdomain, as Kubernetes requires for an annotation key prefix.
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A plausible AWS region name: lowercase letters, digits and dashes, e.g. `us-gov-west-1`.
+pub fn is_region(s: &str) -> bool {
+    (3..=32).contains(&s.len())
+        && s.contains('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> InjectionSettings<'static> {
+        InjectionSettings {
+            annotation_prefix: "eks.amazonaws.com",
+            token_audience: "sts.amazonaws.com",
+            token_expiration: 86_400,
+            token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+            aws_default_region: None,
+            sts_regional_endpoint: false,
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_reference_webhook() {
+        let c = InjectionConfig::default();
+        assert_eq!(c.keys.role_arn, "eks.amazonaws.com/role-arn");
+        assert_eq!(
+            c.token_file(),
+            "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+        );
+        assert_eq!(
+            c.windows_token_file(),
+            r"C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token"
+        );
+    }
+
+    #[test]
+    fn custom_prefix_and_trailing_slashes_are_normalised() {
+        let c = InjectionConfig::new(InjectionSettings {
+            annotation_prefix: "irsa.example.com/",
+            token_mount_path: "/run/aws/",
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(c.keys.skip_pod, "irsa.example.com/skip-pod-identity-webhook");
+        assert_eq!(c.token_file(), "/run/aws/token");
+    }
+
+    #[test]
+    fn every_bad_setting_names_its_flag() {
+        let cases: [(InjectionSettings<'static>, &str); 6] = [
+            (
+                InjectionSettings {
+                    annotation_prefix: "Not A Prefix",
+                    ..settings()
+                },
+                "--annotation-prefix",
+            ),
+            (
+                InjectionSettings {
+                    token_audience: " ",
+                    ..settings()
+                },
+                "--token-audience",
+            ),
+            (
+                InjectionSettings {
+                    token_expiration: 599,
+                    ..settings()
+                },
+                "--token-expiration",
+            ),
+            (
+                InjectionSettings {
+                    token_expiration: MAX_TOKEN_EXPIRATION + 1,
+                    ..settings()
+                },
+                "--token-expiration",
+            ),
+            (
+                InjectionSettings {
+                    token_mount_path: "relative/path",
+                    ..settings()
+                },
+                "--token-mount-path",
+            ),
+            (
+                InjectionSettings {
+                    aws_default_region: Some("EU West"),
+                    ..settings()
+                },
+                "--aws-default-region",
+            ),
+        ];
+        for (s, flag) in cases {
+            let err = InjectionConfig::new(s).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn region_shapes() {
+        assert!(is_region("eu-west-1"));
+        assert!(is_region("us-gov-west-1"));
+        assert!(!is_region("euwest1"));
+        assert!(!is_region("eu_west_1"));
+        assert!(!is_region("-eu-west-1"));
+    }
+}

@@ -1,0 +1,339 @@
+//! Which AWS identity a pod gets: ServiceAccount and pod annotations resolved against the defaults.
+
+use crate::config::{InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, is_region};
+use crate::pod::PodView;
+
+/// The injection-relevant annotations of one ServiceAccount, kept compact in the index.
+///
+/// Values are stored raw and judged per request, so a warning reaches the user who creates the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaAnnotations {
+    pub role_arn: Box<str>,
+    pub audience: Option<Box<str>>,
+    pub sts_regional_endpoints: Option<Box<str>>,
+    pub token_expiration: Option<Box<str>>,
+    pub region: Option<Box<str>>,
+}
+
+impl SaAnnotations {
+    /// Extracts the annotations; `None` when the ServiceAccount has no role-arn annotation.
+    pub fn from_annotations<'a>(
+        cfg: &InjectionConfig,
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<Self> {
+        let keys = &cfg.keys;
+        let owned = |key: &str| get(key).map(Box::from);
+        Some(Self {
+            role_arn: owned(&keys.role_arn)?,
+            audience: owned(&keys.audience),
+            sts_regional_endpoints: owned(&keys.sts_regional_endpoints),
+            token_expiration: owned(&keys.token_expiration),
+            region: owned(&keys.region),
+        })
+    }
+}
+
+/// The identity injected into a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub role_arn: String,
+    pub audience: String,
+    pub expiration: i64,
+    pub region: Option<String>,
+    pub regional_sts: bool,
+}
+
+/// Resolves pod annotation > ServiceAccount annotation > default, pushing a warning for every
+/// value that had to be corrected or ignored. `None` when the role ARN is empty.
+pub fn resolve(
+    sa_name: &str,
+    sa: &SaAnnotations,
+    pod: &PodView<'_>,
+    cfg: &InjectionConfig,
+    warnings: &mut Vec<String>,
+) -> Option<Identity> {
+    let keys = &cfg.keys;
+    let role_arn = sa.role_arn.trim();
+    if role_arn.is_empty() {
+        warnings.push(format!(
+            "ServiceAccount {sa_name} has an empty {} annotation: AWS credentials not injected",
+            keys.role_arn
+        ));
+        return None;
+    }
+    if let Err(why) = check_role_arn(role_arn) {
+        warnings.push(format!(
+            "{}={role_arn:?} on ServiceAccount {sa_name} is not a valid IAM role ARN ({why}): injected as is, STS will refuse it",
+            keys.role_arn
+        ));
+    }
+
+    let audience = match sa.audience.as_deref().map(str::trim) {
+        None => cfg.audience.clone(),
+        Some("") => {
+            warnings.push(format!(
+                "{} is empty on ServiceAccount {sa_name}: using {}",
+                keys.audience, cfg.audience
+            ));
+            cfg.audience.clone()
+        }
+        Some(a) => a.to_owned(),
+    };
+
+    let expiration = match pod.annotation(&keys.token_expiration) {
+        Some(v) => parse_expiration(&keys.token_expiration, v, "the pod", cfg, warnings),
+        None => match sa.token_expiration.as_deref() {
+            Some(v) => parse_expiration(
+                &keys.token_expiration,
+                v,
+                &format!("ServiceAccount {sa_name}"),
+                cfg,
+                warnings,
+            ),
+            None => cfg.token_expiration,
+        },
+    };
+
+    let regional_sts = match sa.sts_regional_endpoints.as_deref().map(str::trim) {
+        None => cfg.regional_sts,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            warnings.push(format!(
+                "{}={v:?} on ServiceAccount {sa_name} is not true or false: using {}",
+                keys.sts_regional_endpoints, cfg.regional_sts
+            ));
+            cfg.regional_sts
+        }
+    };
+
+    let region = match sa.region.as_deref().map(str::trim) {
+        None => cfg.region.clone(),
+        Some(r) if is_region(r) => Some(r.to_owned()),
+        Some(r) => {
+            warnings.push(format!(
+                "{}={r:?} on ServiceAccount {sa_name} is not a region name: {}",
+                keys.region,
+                cfg.region
+                    .as_deref()
+                    .map_or("no region set".to_owned(), |d| format!("using {d}"))
+            ));
+            cfg.region.clone()
+        }
+    };
+
+    Some(Identity {
+        role_arn: role_arn.to_owned(),
+        audience,
+        expiration,
+        region,
+        regional_sts,
+    })
+}
+
+fn parse_expiration(
+    key: &str,
+    value: &str,
+    on: &str,
+    cfg: &InjectionConfig,
+    warnings: &mut Vec<String>,
+) -> i64 {
+    match value.trim().parse::<i64>() {
+        Err(_) => {
+            warnings.push(format!(
+                "{key}={value:?} on {on} is not a whole number of seconds: using {}",
+                cfg.token_expiration
+            ));
+            cfg.token_expiration
+        }
+        Ok(s) if s < MIN_TOKEN_EXPIRATION => {
+            warnings.push(format!(
+                "{key}={s} on {on} is below the minimum: using {MIN_TOKEN_EXPIRATION}"
+            ));
+            MIN_TOKEN_EXPIRATION
+        }
+        Ok(s) if s > MAX_TOKEN_EXPIRATION => {
+            warnings.push(format!(
+                "{key}={s} on {on} is above the maximum: using {MAX_TOKEN_EXPIRATION}"
+            ));
+            MAX_TOKEN_EXPIRATION
+        }
+        Ok(s) => s,
+    }
+}
+
+/// Checks the shape `arn:<partition>:iam::<12-digit account>:role/<path/>name`.
+pub fn check_role_arn(arn: &str) -> Result<(), &'static str> {
+    let mut parts = arn.splitn(6, ':');
+    let mut next = || parts.next().unwrap_or_default();
+    let (scheme, partition, service, region, account, resource) =
+        (next(), next(), next(), next(), next(), next());
+    if scheme != "arn" {
+        return Err("it must start with arn:");
+    }
+    if !partition.starts_with("aws") {
+        return Err("unknown partition");
+    }
+    if service != "iam" || !region.is_empty() {
+        return Err("it must name an IAM resource, arn:<partition>:iam::");
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the account ID must be 12 digits");
+    }
+    let Some(path_and_name) = resource.strip_prefix("role/") else {
+        return Err("the resource must be role/<name>");
+    };
+    let name = path_and_name.rsplit('/').next().unwrap_or_default();
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b);
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(allowed) {
+        return Err("the role name must be 1-64 of A-Z a-z 0-9 +=,.@_-");
+    }
+    if !path_and_name.bytes().all(|b| allowed(b) || b == b'/') {
+        return Err("the role path has characters IAM does not allow");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:iam::111122223333:role/app";
+
+    fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
+        let cfg = InjectionConfig::default();
+        SaAnnotations::from_annotations(&cfg, |k| {
+            pairs
+                .iter()
+                .find(|(name, _)| format!("eks.amazonaws.com/{name}") == k)
+                .map(|(_, v)| *v)
+        })
+        .expect("role-arn present")
+    }
+
+    fn pod(json: &str) -> PodView<'_> {
+        PodView::from_slice(json.as_bytes()).unwrap()
+    }
+
+    fn run(sa: &SaAnnotations, pod: &PodView<'_>) -> (Option<Identity>, Vec<String>) {
+        let mut warnings = vec![];
+        let id = resolve("ns/app", sa, pod, &InjectionConfig::default(), &mut warnings);
+        (id, warnings)
+    }
+
+    #[test]
+    fn no_role_annotation_means_no_identity() {
+        let cfg = InjectionConfig::default();
+        assert!(SaAnnotations::from_annotations(&cfg, |_| None).is_none());
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_role_is_set() {
+        let (id, w) = run(&sa(&[("role-arn", ARN)]), &pod("{}"));
+        assert_eq!(
+            id.unwrap(),
+            Identity {
+                role_arn: ARN.into(),
+                audience: "sts.amazonaws.com".into(),
+                expiration: 86_400,
+                region: None,
+                regional_sts: false,
+            }
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn service_account_annotations_override_defaults() {
+        let sa = sa(&[
+            ("role-arn", " arn:aws-cn:iam::111122223333:role/path/to/app "),
+            ("audience", "custom"),
+            ("token-expiration", "3600"),
+            ("sts-regional-endpoints", "TRUE"),
+            ("region", "cn-north-1"),
+        ]);
+        let (id, w) = run(&sa, &pod("{}"));
+        let id = id.unwrap();
+        assert_eq!(id.role_arn, "arn:aws-cn:iam::111122223333:role/path/to/app");
+        assert_eq!(id.audience, "custom");
+        assert_eq!(id.expiration, 3600);
+        assert!(id.regional_sts);
+        assert_eq!(id.region.as_deref(), Some("cn-north-1"));
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn pod_expiration_beats_service_account() {
+        let sa = sa(&[("role-arn", ARN), ("token-expiration", "3600")]);
+        let p = pod(r#"{"metadata":{"annotations":{"eks.amazonaws.com/token-expiration":"7200"}}}"#);
+        assert_eq!(run(&sa, &p).0.unwrap().expiration, 7200);
+    }
+
+    #[test]
+    fn bad_values_fall_back_with_a_warning_each() {
+        let cases = [
+            ("token-expiration", "soon", "not a whole number", 86_400),
+            ("token-expiration", "60", "below the minimum", 600),
+            ("token-expiration", "99999999999", "above the maximum", MAX_TOKEN_EXPIRATION),
+        ];
+        for (key, value, message, expected) in cases {
+            let (id, w) = run(&sa(&[("role-arn", ARN), (key, value)]), &pod("{}"));
+            assert_eq!(id.unwrap().expiration, expected);
+            assert_eq!(w.len(), 1);
+            assert!(w[0].contains(message) && w[0].contains("ServiceAccount ns/app"), "{w:?}");
+        }
+        let (id, w) = run(
+            &sa(&[("role-arn", ARN), ("sts-regional-endpoints", "yes")]),
+            &pod("{}"),
+        );
+        assert!(!id.unwrap().regional_sts);
+        assert!(w[0].contains("not true or false"), "{w:?}");
+        let (id, w) = run(&sa(&[("role-arn", ARN), ("region", "Frankfurt")]), &pod("{}"));
+        assert_eq!(id.unwrap().region, None);
+        assert!(w[0].contains("not a region name: no region set"), "{w:?}");
+        let (id, w) = run(&sa(&[("role-arn", ARN), ("audience", "")]), &pod("{}"));
+        assert_eq!(id.unwrap().audience, "sts.amazonaws.com");
+        assert!(w[0].contains("is empty"), "{w:?}");
+    }
+
+    #[test]
+    fn pod_warning_names_the_pod() {
+        let p = pod(r#"{"metadata":{"annotations":{"eks.amazonaws.com/token-expiration":"x"}}}"#);
+        let (_, w) = run(&sa(&[("role-arn", ARN)]), &p);
+        assert!(w[0].contains("on the pod"), "{w:?}");
+    }
+
+    #[test]
+    fn empty_role_is_not_injected_and_says_so() {
+        let (id, w) = run(&sa(&[("role-arn", "  ")]), &pod("{}"));
+        assert!(id.is_none());
+        assert!(w[0].contains("empty"), "{w:?}");
+    }
+
+    #[test]
+    fn invalid_arn_is_injected_with_a_warning() {
+        let (id, w) = run(&sa(&[("role-arn", "my-role")]), &pod("{}"));
+        assert_eq!(id.unwrap().role_arn, "my-role");
+        assert!(w[0].contains("not a valid IAM role ARN"), "{w:?}");
+    }
+
+    #[test]
+    fn arn_shapes() {
+        assert!(check_role_arn(ARN).is_ok());
+        assert!(check_role_arn("arn:aws-us-gov:iam::111122223333:role/a/b/c_d+=,.@-").is_ok());
+        for (bad, why) in [
+            ("my-role", "arn:"),
+            ("arn:gcp:iam::111122223333:role/a", "partition"),
+            ("arn:aws:s3::111122223333:role/a", "IAM"),
+            ("arn:aws:iam:eu-west-1:111122223333:role/a", "IAM"),
+            ("arn:aws:iam::1111:role/a", "12 digits"),
+            ("arn:aws:iam::111122223333:user/a", "role/"),
+            ("arn:aws:iam::111122223333:role/", "role name"),
+            ("arn:aws:iam::111122223333:role/a b", "role name"),
+            ("arn:aws:iam::111122223333:role/p a/b", "path"),
+        ] {
+            let err = check_role_arn(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The pure decision: pod + ServiceAccount + settings → JSON-patch `add` ops, warnings, decision.
+//!
+//! Only `add` ops are produced, at targeted paths (`/spec/containers/0/env/-`, or the whole array
+//! where the pod has none), so fields unknown to us survive and a second run adds nothing.
+
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde_json::{Value, json};
+
+use crate::config::{InjectionConfig, TOKEN_FILE, VOLUME_NAME};
+use crate::identity::{self, Identity, SaAnnotations};
+use crate::pod::{Container, PodView};
+
+const ENV_REGIONAL_STS: &str = "AWS_STS_REGIONAL_ENDPOINTS";
+const ENV_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+const ENV_REGION: &str = "AWS_REGION";
+const ENV_ROLE_ARN: &str = "AWS_ROLE_ARN";
+const ENV_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+
+/// What is known about the pod's ServiceAccount.
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceAccount<'a> {
+    /// It exists; `None` when it has no role annotation.
+    Found(Option<&'a SaAnnotations>),
+    /// It does not exist.
+    NotFound,
+    /// It could not be looked up (the reason is shown to the user).
+    Unavailable(&'a str),
+}
+
+/// Why a pod was or was not changed; also the metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// A patch was produced.
+    Mutated,
+    /// Everything was already injected (reinvocation or a re-applied pod).
+    AlreadyMutated,
+    /// The ServiceAccount has no (or an empty) role annotation.
+    NoRole,
+    /// The pod opted out by annotation.
+    OptedOut,
+    /// Every container was excluded by the skip/include annotations.
+    NoContainers,
+    /// A foreign volume already uses our volume name.
+    VolumeConflict,
+    /// The ServiceAccount does not exist.
+    ServiceAccountNotFound,
+    /// The ServiceAccount could not be looked up.
+    ServiceAccountUnavailable,
+}
+
+impl Decision {
+    /// Every decision, for pre-registering metrics.
+    pub const ALL: [Decision; 8] = [
+        Decision::Mutated,
+        Decision::AlreadyMutated,
+        Decision::NoRole,
+        Decision::OptedOut,
+        Decision::NoContainers,
+        Decision::VolumeConflict,
+        Decision::ServiceAccountNotFound,
+        Decision::ServiceAccountUnavailable,
+    ];
+
+    /// Stable snake_case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Mutated => "mutated",
+            Decision::AlreadyMutated => "already_mutated",
+            Decision::NoRole => "no_role",
+            Decision::OptedOut => "opted_out",
+            Decision::NoContainers => "no_containers",
+            Decision::VolumeConflict => "volume_conflict",
+            Decision::ServiceAccountNotFound => "service_account_not_found",
+            Decision::ServiceAccountUnavailable => "service_account_unavailable",
+        }
+    }
+}
+
+/// The result of [`mutate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// `add` ops relative to the pod; empty unless `decision` is `Mutated`.
+    pub patch: Patch,
+    /// Messages for the user who creates the pod.
+    pub warnings: Vec<String>,
+    /// The role injected, for logs.
+    pub role_arn: Option<String>,
+}
+
+/// Decides what to inject into `pod`, whose ServiceAccount is `sa_key` (`namespace/name`).
+pub fn mutate(
+    pod: &PodView<'_>,
+    sa_key: &str,
+    sa: ServiceAccount<'_>,
+    cfg: &InjectionConfig,
+) -> Outcome {
+    let mut warnings = Vec::new();
+    let decided = |decision, warnings| Outcome {
+        decision,
+        patch: Patch(Vec::new()),
+        warnings,
+        role_arn: None,
+    };
+
+    if opted_out(pod, cfg, &mut warnings) {
+        return decided(Decision::OptedOut, warnings);
+    }
+    let sa = match sa {
+        ServiceAccount::Found(Some(sa)) => sa,
+        ServiceAccount::Found(None) => return decided(Decision::NoRole, warnings),
+        ServiceAccount::NotFound => {
+            warnings.push(format!(
+                "ServiceAccount {sa_key} not found: AWS credentials not injected"
+            ));
+            return decided(Decision::ServiceAccountNotFound, warnings);
+        }
+        ServiceAccount::Unavailable(reason) => {
+            warnings.push(format!(
+                "ServiceAccount {sa_key} could not be read ({reason}): AWS credentials not injected"
+            ));
+            return decided(Decision::ServiceAccountUnavailable, warnings);
+        }
+    };
+    let Some(identity) = identity::resolve(sa_key, sa, pod, cfg, &mut warnings) else {
+        return decided(Decision::NoRole, warnings);
+    };
+
+    let volume_present = match find_volume(pod, &identity, &mut warnings) {
+        Ok(present) => present,
+        Err(()) => return decided(Decision::VolumeConflict, warnings),
+    };
+
+    let selection = Selection::new(pod, cfg, &mut warnings);
+    let token_file = if pod.is_windows() {
+        cfg.windows_token_file()
+    } else {
+        cfg.token_file()
+    };
+    let mut ops = Vec::new();
+    let mut selected = 0;
+    let lists = [
+        ("initContainers", &pod.spec.init_containers),
+        ("containers", &pod.spec.containers),
+    ];
+    for (list, containers) in lists {
+        for (index, container) in containers.iter().enumerate() {
+            if !selection.includes(&container.name) {
+                continue;
+            }
+            selected += 1;
+            let at = ContainerAt { list, index };
+            inject_env(&at, container, &identity, &token_file, &mut ops, &mut warnings);
+            inject_mount(&at, container, cfg, &mut ops, &mut warnings);
+        }
+    }
+    if selected == 0 {
+        return decided(Decision::NoContainers, warnings);
+    }
+    if !volume_present {
+        ops.insert(0, add_volume(pod, &identity));
+    }
+    Outcome {
+        decision: if ops.is_empty() {
+            Decision::AlreadyMutated
+        } else {
+            Decision::Mutated
+        },
+        patch: Patch(ops),
+        warnings,
+        role_arn: Some(identity.role_arn),
+    }
+}
+
+/// `true` when the pod carries the opt-out annotation with value `true`.
+fn opted_out(pod: &PodView<'_>, cfg: &InjectionConfig, warnings: &mut Vec<String>) -> bool {
+    let key = &cfg.keys.skip_pod;
+    match pod.annotation(key).map(str::trim) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            warnings.push(format!(
+                "{key}={v:?} is not \"true\": the pod is not opted out"
+            ));
+            false
+        }
+    }
+}
+
+/// Whether our token volume is already present; `Err` when a foreign volume has its name.
+fn find_volume(
+    pod: &PodView<'_>,
+    identity: &Identity,
+    warnings: &mut Vec<String>,
+) -> Result<bool, ()> {
+    let Some(volume) = pod.spec.volumes.iter().flatten().find(|v| v.name == VOLUME_NAME) else {
+        return Ok(false);
+    };
+    match volume.token_projection() {
+        Some(token) if token.path == TOKEN_FILE => {
+            let audience = token.audience.as_deref().unwrap_or("");
+            if audience != identity.audience {
+                warnings.push(format!(
+                    "the pod already has volume {VOLUME_NAME} with audience {audience:?}, kept although the ServiceAccount asks for {:?}",
+                    identity.audience
+                ));
+            }
+            Ok(true)
+        }
+        _ => {
+            warnings.push(format!(
+                "the pod already has a volume named {VOLUME_NAME} that is not a service-account token: AWS credentials not injected; rename that volume"
+            ));
+            Err(())
+        }
+    }
+}
+
+/// Which containers the skip/include annotations leave in.
+struct Selection<'p> {
+    skip: Vec<&'p str>,
+    include: Option<Vec<&'p str>>,
+}
+
+impl<'p> Selection<'p> {
+    fn new(pod: &'p PodView<'_>, cfg: &InjectionConfig, warnings: &mut Vec<String>) -> Self {
+        let names: Vec<&str> = pod
+            .spec
+            .init_containers
+            .iter()
+            .chain(&pod.spec.containers)
+            .map(|c| c.name.as_ref())
+            .collect();
+        let list = |key: &str, warnings: &mut Vec<String>| {
+            let value = pod.annotation(key)?;
+            let listed: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            let unknown: Vec<&str> = listed
+                .iter()
+                .copied()
+                .filter(|n| !names.contains(n))
+                .collect();
+            if !unknown.is_empty() {
+                warnings.push(format!(
+                    "{key} names no container of this pod: {}",
+                    unknown.join(", ")
+                ));
+            }
+            Some(listed)
+        };
+        let skip = list(&cfg.keys.skip_containers, warnings).unwrap_or_default();
+        let include = list(&cfg.keys.include_containers, warnings);
+        if include.as_ref().is_some_and(Vec::is_empty) {
+            warnings.push(format!(
+                "{} is empty: no container injected",
+                cfg.keys.include_containers
+            ));
+        }
+        Self { skip, include }
+    }
+
+    fn includes(&self, name: &str) -> bool {
+        !self.skip.contains(&name)
+            && self
+                .include
+                .as_ref()
+                .is_none_or(|include| include.contains(&name))
+    }
+}
+
+/// Where a container sits in the pod.
+struct ContainerAt {
+    list: &'static str,
+    index: usize,
+}
+
+impl ContainerAt {
+    /// `/spec/<list>/<index>/<field>`, with `/-` appended when `append`.
+    fn path(&self, field: &'static str, append: bool) -> PointerBuf {
+        let mut path = PointerBuf::from_tokens([
+            Token::from("spec"),
+            Token::from(self.list),
+            Token::from(self.index),
+            Token::from(field),
+        ]);
+        if append {
+            path.push_back("-");
+        }
+        path
+    }
+}
+
+fn inject_env(
+    at: &ContainerAt,
+    container: &Container<'_>,
+    identity: &Identity,
+    token_file: &str,
+    ops: &mut Vec<PatchOperation>,
+    warnings: &mut Vec<String>,
+) {
+    let defined = |name: &str| container.env.iter().flatten().any(|e| e.name == name);
+    let mut vars: Vec<(&str, &str)> = Vec::with_capacity(5);
+    if identity.regional_sts && !defined(ENV_REGIONAL_STS) {
+        vars.push((ENV_REGIONAL_STS, "regional"));
+    }
+    if let Some(region) = &identity.region
+        && !defined(ENV_DEFAULT_REGION)
+        && !defined(ENV_REGION)
+    {
+        vars.push((ENV_DEFAULT_REGION, region));
+        vars.push((ENV_REGION, region));
+    }
+    match (defined(ENV_ROLE_ARN), defined(ENV_TOKEN_FILE)) {
+        (false, false) => {
+            vars.push((ENV_ROLE_ARN, &identity.role_arn));
+            vars.push((ENV_TOKEN_FILE, token_file));
+        }
+        (true, true) => {}
+        (role, _) => {
+            let (has, lacks) = if role {
+                (ENV_ROLE_ARN, ENV_TOKEN_FILE)
+            } else {
+                (ENV_TOKEN_FILE, ENV_ROLE_ARN)
+            };
+            warnings.push(format!(
+                "container {} sets {has} but not {lacks}: neither injected",
+                container.name
+            ));
+        }
+    }
+    let value = |(name, value): (&str, &str)| json!({ "name": name, "value": value });
+    push_adds(
+        at,
+        "env",
+        container.env.is_some(),
+        vars.into_iter().map(value),
+        ops,
+    );
+}
+
+fn inject_mount(
+    at: &ContainerAt,
+    container: &Container<'_>,
+    cfg: &InjectionConfig,
+    ops: &mut Vec<PatchOperation>,
+    warnings: &mut Vec<String>,
+) {
+    let mounts = || container.volume_mounts.iter().flatten();
+    let at_our_path = |path: &str| path.trim_end_matches('/') == cfg.mount_path;
+    if let Some(mount) = mounts().find(|m| m.name == VOLUME_NAME) {
+        if !at_our_path(&mount.mount_path) {
+            warnings.push(format!(
+                "container {} already mounts {VOLUME_NAME} at {}: not mounted again",
+                container.name, mount.mount_path
+            ));
+        }
+        return;
+    }
+    if let Some(mount) = mounts().find(|m| at_our_path(&m.mount_path)) {
+        warnings.push(format!(
+            "container {} already mounts volume {} at {}: token not mounted",
+            container.name, mount.name, cfg.mount_path
+        ));
+        return;
+    }
+    let mount = json!({ "name": VOLUME_NAME, "mountPath": cfg.mount_path, "readOnly": true });
+    push_adds(
+        at,
+        "volumeMounts",
+        container.volume_mounts.is_some(),
+        [mount],
+        ops,
+    );
+}
+
+/// Appends `items` to an existing array, or adds the array when the container has none.
+fn push_adds(
+    at: &ContainerAt,
+    field: &'static str,
+    exists: bool,
+    items: impl IntoIterator<Item = Value>,
+    ops: &mut Vec<PatchOperation>,
+) {
+    if exists {
+        ops.extend(items.into_iter().map(|value| add(at.path(field, true), value)));
+    } else {
+        let items: Vec<Value> = items.into_iter().collect();
+        if !items.is_empty() {
+            ops.push(add(at.path(field, false), Value::Array(items)));
+        }
+    }
+}
+
+fn add_volume(pod: &PodView<'_>, identity: &Identity) -> PatchOperation {
+    let volume = json!({
+        "name": VOLUME_NAME,
+        "projected": { "sources": [{ "serviceAccountToken": {
+            "audience": identity.audience,
+            "expirationSeconds": identity.expiration,
+            "path": TOKEN_FILE,
+        }}]},
+    });
+    if pod.spec.volumes.is_some() {
+        add(PointerBuf::from_tokens(["spec", "volumes", "-"]), volume)
+    } else {
+        add(PointerBuf::from_tokens(["spec", "volumes"]), json!([volume]))
+    }
+}
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+#[cfg(test)]
+#[path = "mutation_tests.rs"]
+mod tests;

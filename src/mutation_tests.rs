@@ -1,0 +1,457 @@
+//! Table-driven tests of the behaviour contract: each applies our patch and compares the pod.
+
+use super::*;
+use crate::config::InjectionSettings;
+use serde::Deserialize;
+use serde_json::json;
+
+const ARN: &str = "arn:aws:iam::111122223333:role/app";
+const MOUNT: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+const TOKEN: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+
+fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
+    let cfg = InjectionConfig::default();
+    SaAnnotations::from_annotations(&cfg, |k| {
+        pairs
+            .iter()
+            .find(|(name, _)| format!("eks.amazonaws.com/{name}") == k)
+            .map(|(_, v)| *v)
+    })
+    .expect("role-arn present")
+}
+
+/// Runs the mutation and returns the patched pod with the outcome.
+fn run_with(pod: &Value, sa: ServiceAccount<'_>, cfg: &InjectionConfig) -> (Value, Outcome) {
+    let view = crate::pod::PodView::deserialize(pod).unwrap();
+    let outcome = mutate(&view, "ns/app", sa, cfg);
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &outcome.patch).expect("patch applies");
+    for op in &outcome.patch.0 {
+        assert!(matches!(op, PatchOperation::Add(_)), "only add ops: {op:?}");
+    }
+    (patched, outcome)
+}
+
+fn run(pod: &Value, annotations: &[(&str, &str)]) -> (Value, Outcome) {
+    let sa = sa(annotations);
+    run_with(pod, ServiceAccount::Found(Some(&sa)), &InjectionConfig::default())
+}
+
+fn volume(audience: &str, expiration: i64) -> Value {
+    json!({"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken":
+        {"audience": audience, "expirationSeconds": expiration, "path": "token"}}]}})
+}
+
+fn mount() -> Value {
+    json!({"name": "aws-iam-token", "mountPath": MOUNT, "readOnly": true})
+}
+
+fn role_env(token_file: &str) -> [Value; 2] {
+    [
+        json!({"name": "AWS_ROLE_ARN", "value": ARN}),
+        json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": token_file}),
+    ]
+}
+
+fn simple_pod() -> Value {
+    json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "app"}]}})
+}
+
+
+#[test]
+fn plain_pod_gets_volume_mount_and_env() {
+    let (pod, out) = run(&simple_pod(), &[("role-arn", ARN)]);
+    assert_eq!(out.decision, Decision::Mutated);
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(
+        pod,
+        json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "app", "image": "app", "env": role_env(TOKEN), "volumeMounts": [mount()]}],
+            "volumes": [volume("sts.amazonaws.com", 86400)],
+        }})
+    );
+    assert_eq!(out.role_arn.as_deref(), Some(ARN));
+}
+
+#[test]
+fn existing_arrays_are_appended_to_never_replaced() {
+    let input = json!({"spec": {
+        "containers": [{"name": "app",
+            "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "emptyDir": {}}],
+    }});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(out.decision, Decision::Mutated);
+    let [role, token] = role_env(TOKEN);
+    assert_eq!(
+        pod,
+        json!({"spec": {
+            "containers": [{"name": "app",
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}, role, token],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}, mount()]}],
+            "volumes": [{"name": "data", "emptyDir": {}}, volume("sts.amazonaws.com", 86400)],
+        }})
+    );
+    let paths: Vec<String> = out
+        .patch
+        .0
+        .iter()
+        .map(|op| op.path().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/spec/volumes/-",
+            "/spec/containers/0/env/-",
+            "/spec/containers/0/env/-",
+            "/spec/containers/0/volumeMounts/-",
+        ]
+    );
+}
+
+#[test]
+fn env_order_and_every_variable() {
+    let (pod, out) = run(
+        &simple_pod(),
+        &[
+            ("role-arn", ARN),
+            ("sts-regional-endpoints", "true"),
+            ("region", "eu-west-1"),
+            ("audience", "custom-aud"),
+            ("token-expiration", "3600"),
+        ],
+    );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    let [role, token] = role_env(TOKEN);
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        json!([
+            {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
+            {"name": "AWS_DEFAULT_REGION", "value": "eu-west-1"},
+            {"name": "AWS_REGION", "value": "eu-west-1"},
+            role, token,
+        ])
+    );
+    assert_eq!(pod["spec"]["volumes"][0], volume("custom-aud", 3600));
+}
+
+#[test]
+fn variables_already_defined_are_not_overridden() {
+    let input = json!({"spec": {"containers": [{"name": "app", "env": [
+        {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "legacy"},
+        {"name": "AWS_REGION", "value": "us-east-1"},
+        {"name": "AWS_ROLE_ARN", "value": "mine"},
+        {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/mine"},
+    ]}]}});
+    let (pod, out) = run(
+        &input,
+        &[
+            ("role-arn", ARN),
+            ("sts-regional-endpoints", "true"),
+            ("region", "eu-west-1"),
+        ],
+    );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        input["spec"]["containers"][0]["env"]
+    );
+    // Unlike the reference webhook, a container with every variable predefined still gets the mount.
+    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount()]));
+    assert_eq!(out.decision, Decision::Mutated);
+}
+
+#[test]
+fn half_defined_role_env_is_a_conflict() {
+    let input = json!({"spec": {"containers": [{"name": "app", "env": [{"name": "AWS_ROLE_ARN", "value": "mine"}]}]}});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(pod["spec"]["containers"][0]["env"], json!([{"name": "AWS_ROLE_ARN", "value": "mine"}]));
+    assert_eq!(
+        out.warnings,
+        ["container app sets AWS_ROLE_ARN but not AWS_WEB_IDENTITY_TOKEN_FILE: neither injected"]
+    );
+}
+
+#[test]
+fn region_from_flag_and_annotation() {
+    let cfg = InjectionConfig::new(InjectionSettings {
+        aws_default_region: Some("ap-south-1"),
+        sts_regional_endpoint: true,
+        ..settings()
+    })
+    .unwrap();
+    let sa_default = sa(&[("role-arn", ARN)]);
+    let (pod, _) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa_default)), &cfg);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["value"], "regional");
+    assert_eq!(env[1], json!({"name": "AWS_DEFAULT_REGION", "value": "ap-south-1"}));
+    let sa_region = sa(&[("role-arn", ARN), ("region", "eu-central-1"), ("sts-regional-endpoints", "false")]);
+    let (pod, _) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa_region)), &cfg);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert_eq!(env[0], json!({"name": "AWS_DEFAULT_REGION", "value": "eu-central-1"}));
+    assert_eq!(env[1], json!({"name": "AWS_REGION", "value": "eu-central-1"}));
+    assert_eq!(env.as_array().unwrap().len(), 4);
+}
+
+fn settings() -> InjectionSettings<'static> {
+    InjectionSettings {
+        annotation_prefix: "eks.amazonaws.com",
+        token_audience: "sts.amazonaws.com",
+        token_expiration: 86_400,
+        token_mount_path: MOUNT,
+        aws_default_region: None,
+        sts_regional_endpoint: false,
+    }
+}
+
+#[test]
+fn unannotated_missing_and_unreadable_service_accounts() {
+    let cfg = InjectionConfig::default();
+    let cases = [
+        (ServiceAccount::Found(None), Decision::NoRole, None),
+        (
+            ServiceAccount::NotFound,
+            Decision::ServiceAccountNotFound,
+            Some("ServiceAccount ns/app not found: AWS credentials not injected"),
+        ),
+        (
+            ServiceAccount::Unavailable("timed out after 2s"),
+            Decision::ServiceAccountUnavailable,
+            Some("ServiceAccount ns/app could not be read (timed out after 2s): AWS credentials not injected"),
+        ),
+    ];
+    for (sa, decision, warning) in cases {
+        let (pod, out) = run_with(&simple_pod(), sa, &cfg);
+        assert_eq!(pod, simple_pod());
+        assert_eq!(out.decision, decision);
+        assert_eq!(out.warnings, warning.into_iter().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn opt_out_annotation() {
+    let mut input = simple_pod();
+    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "true"});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(pod, input);
+    assert_eq!(out.decision, Decision::OptedOut);
+
+    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "yes"});
+    let (_, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(out.decision, Decision::Mutated);
+    assert!(out.warnings[0].contains("is not \"true\": the pod is not opted out"));
+}
+
+#[test]
+fn init_containers_and_native_sidecars_keep_their_fields() {
+    let input = json!({"spec": {
+        "initContainers": [
+            {"name": "setup"},
+            {"name": "proxy", "restartPolicy": "Always", "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}]},
+        ],
+        "containers": [{"name": "app"}],
+    }});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(out.decision, Decision::Mutated);
+    for c in ["initContainers", "containers"] {
+        for container in pod["spec"][c].as_array().unwrap() {
+            assert_eq!(container["env"], json!(role_env(TOKEN)), "{container}");
+            assert_eq!(container["volumeMounts"], json!([mount()]));
+        }
+    }
+    assert_eq!(pod["spec"]["initContainers"][1]["restartPolicy"], "Always");
+    assert_eq!(pod["spec"]["initContainers"][1]["resizePolicy"], input["spec"]["initContainers"][1]["resizePolicy"]);
+}
+
+#[test]
+fn skip_and_include_containers() {
+    let containers = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]);
+    let cases: [(&[(&str, &str)], &[bool; 3], &[&str]); 5] = [
+        (&[("skip-containers", " a , c ")], &[false, true, false], &[]),
+        (
+            &[("skip-containers", "a,ghost")],
+            &[false, true, true],
+            &["eks.amazonaws.com/skip-containers names no container of this pod: ghost"],
+        ),
+        (&[("include-containers", "b")], &[false, true, false], &[]),
+        (&[("include-containers", "a,b"), ("skip-containers", "b")], &[true, false, false], &[]),
+        (
+            &[("include-containers", "x,y")],
+            &[false, false, false],
+            &["eks.amazonaws.com/include-containers names no container of this pod: x, y"],
+        ),
+    ];
+    for (annotations, injected, warnings) in cases {
+        let mut input = json!({"metadata": {"annotations": {}}, "spec": {"containers": containers}});
+        for (k, v) in annotations {
+            input["metadata"]["annotations"][format!("eks.amazonaws.com/{k}")] = json!(v);
+        }
+        let (pod, out) = run(&input, &[("role-arn", ARN)]);
+        for (i, expected) in injected.iter().enumerate() {
+            let has_env = pod["spec"]["containers"][i].get("env").is_some();
+            assert_eq!(has_env, *expected, "{annotations:?} container {i}");
+        }
+        assert_eq!(out.warnings, *warnings, "{annotations:?}");
+        if injected.iter().all(|i| !i) {
+            assert_eq!(out.decision, Decision::NoContainers);
+            assert!(pod["spec"].get("volumes").is_none(), "no unused volume");
+        }
+    }
+}
+
+#[test]
+fn empty_include_list_injects_nothing_and_says_so() {
+    let mut input = simple_pod();
+    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/include-containers": " , "});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(pod, input);
+    assert_eq!(out.decision, Decision::NoContainers);
+    assert_eq!(out.warnings, ["eks.amazonaws.com/include-containers is empty: no container injected"]);
+}
+
+#[test]
+fn mount_conflicts_are_not_duplicated() {
+    let input = json!({"spec": {"containers": [
+        {"name": "other-path", "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/elsewhere"}]},
+        {"name": "other-name", "volumeMounts": [{"name": "mine", "mountPath": format!("{MOUNT}/")}]},
+    ]}});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    for i in 0..2 {
+        assert_eq!(pod["spec"]["containers"][i]["volumeMounts"], input["spec"]["containers"][i]["volumeMounts"]);
+        assert_eq!(pod["spec"]["containers"][i]["env"], json!(role_env(TOKEN)));
+    }
+    assert_eq!(
+        out.warnings,
+        [
+            "container other-path already mounts aws-iam-token at /elsewhere: not mounted again".to_owned(),
+            format!("container other-name already mounts volume mine at {MOUNT}: token not mounted"),
+        ]
+    );
+}
+
+#[test]
+fn foreign_volume_with_our_name_stops_the_mutation() {
+    for foreign in [
+        json!({"name": "aws-iam-token", "emptyDir": {}}),
+        json!({"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"path": "other"}}]}}),
+        json!({"name": "aws-iam-token", "projected": {"sources": [{"configMap": {"name": "x"}}]}}),
+    ] {
+        let input = json!({"spec": {"containers": [{"name": "app"}], "volumes": [foreign]}});
+        let (pod, out) = run(&input, &[("role-arn", ARN)]);
+        assert_eq!(pod, input);
+        assert_eq!(out.decision, Decision::VolumeConflict);
+        assert!(out.warnings[0].contains("not a service-account token"), "{:?}", out.warnings);
+    }
+}
+
+#[test]
+fn existing_token_volume_is_reused_and_audience_drift_reported() {
+    let input = json!({"spec": {"containers": [{"name": "app"}], "volumes": [volume("other", 3600)]}});
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(pod["spec"]["volumes"], json!([volume("other", 3600)]));
+    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount()]));
+    assert!(out.warnings[0].contains("audience \"other\""), "{:?}", out.warnings);
+}
+
+#[test]
+fn windows_pods_get_the_windows_token_path() {
+    let windows_token = r"C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token";
+    for spec_extra in [
+        json!({"nodeSelector": {"kubernetes.io/os": "windows"}}),
+        json!({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}),
+        json!({"os": {"name": "windows"}}),
+    ] {
+        let mut input = simple_pod();
+        for (k, v) in spec_extra.as_object().unwrap() {
+            input["spec"][k] = v.clone();
+        }
+        let (pod, _) = run(&input, &[("role-arn", ARN)]);
+        assert_eq!(pod["spec"]["containers"][0]["env"], json!(role_env(windows_token)));
+        assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount()]));
+    }
+}
+
+#[test]
+fn token_expiration_precedence_and_floor() {
+    let mut input = simple_pod();
+    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/token-expiration": "100"});
+    let (pod, out) = run(&input, &[("role-arn", ARN), ("token-expiration", "7200")]);
+    assert_eq!(pod["spec"]["volumes"][0], volume("sts.amazonaws.com", 600));
+    assert_eq!(out.warnings, ["eks.amazonaws.com/token-expiration=100 on the pod is below the minimum: using 600"]);
+}
+
+#[test]
+fn mutating_twice_changes_nothing_and_reinvocation_injects_new_containers() {
+    let input = json!({"spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app", "env": []}]}});
+    let (once, first) = run(&input, &[("role-arn", ARN), ("region", "eu-west-1")]);
+    assert_eq!(first.decision, Decision::Mutated);
+    let (twice, second) = run(&once, &[("role-arn", ARN), ("region", "eu-west-1")]);
+    assert_eq!(second.decision, Decision::AlreadyMutated);
+    assert!(second.patch.0.is_empty());
+    assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+    assert_eq!(twice, once);
+
+    // A later webhook adds a sidecar; on reinvocation only the sidecar is injected.
+    let mut with_sidecar = once.clone();
+    with_sidecar["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "late", "image": "x"}));
+    let (third, out) = run(&with_sidecar, &[("role-arn", ARN), ("region", "eu-west-1")]);
+    assert_eq!(out.decision, Decision::Mutated);
+    assert!(out.patch.0.iter().all(|op| op.path().to_string().starts_with("/spec/containers/1/")));
+    assert_eq!(third["spec"]["containers"][1]["volumeMounts"], json!([mount()]));
+    assert_eq!(third["spec"]["containers"][1]["env"].as_array().unwrap().len(), 4);
+    assert_eq!(third["spec"]["volumes"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn unknown_fields_survive() {
+    let input = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "futureMeta": {"x": 1}},
+        "spec": {
+            "futureField": {"nested": [1, 2, {"deep": true}]},
+            "initContainers": [{"name": "sidecar", "restartPolicy": "Always", "madeUpField": "kept"}],
+            "containers": [{"name": "app", "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}], "madeUpField": 7}],
+            "volumes": [{"name": "image", "image": {"reference": "x", "futureOption": 1}}],
+        },
+        "status": {"phase": "Pending"},
+    });
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(out.decision, Decision::Mutated);
+    // Removing exactly what we added gives back the input, byte for byte.
+    let mut stripped = pod.clone();
+    for list in ["initContainers", "containers"] {
+        for c in stripped["spec"][list].as_array_mut().unwrap() {
+            let c = c.as_object_mut().unwrap();
+            assert!(c.remove("env").is_some() && c.remove("volumeMounts").is_some());
+        }
+    }
+    stripped["spec"]["volumes"].as_array_mut().unwrap().pop();
+    assert_eq!(stripped, input);
+}
+
+#[test]
+fn custom_settings_are_honoured() {
+    let cfg = InjectionConfig::new(InjectionSettings {
+        annotation_prefix: "irsa.example.com",
+        token_audience: "custom",
+        token_expiration: 1200,
+        token_mount_path: "/aws",
+        ..settings()
+    })
+    .unwrap();
+    let sa = SaAnnotations::from_annotations(&cfg, |k| (k == "irsa.example.com/role-arn").then_some(ARN)).unwrap();
+    let (pod, out) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa)), &cfg);
+    assert!(out.warnings.is_empty());
+    assert_eq!(pod["spec"]["volumes"][0], volume("custom", 1200));
+    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([{"name": "aws-iam-token", "mountPath": "/aws", "readOnly": true}]));
+    assert_eq!(pod["spec"]["containers"][0]["env"][1]["value"], "/aws/token");
+    // The EKS prefix means nothing under a custom prefix.
+    let mut input = simple_pod();
+    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "true"});
+    let (_, out) = run_with(&input, ServiceAccount::Found(Some(&sa)), &cfg);
+    assert_eq!(out.decision, Decision::Mutated);
+}
