@@ -29,7 +29,7 @@ die() {
 # Prerequisites
 # ---------------------------------------------------------------------------
 command -v go >/dev/null 2>&1 ||
-    die "'go' not found on PATH. Install Go >= 1.26 (e.g. from https://go.dev/dl/) - the e2e tests need it to build kube-apiserver and etcd."
+    die "'go' not found on PATH. Install Go >= 1.26 - the e2e tests need it to build kube-apiserver and etcd."
 command -v flock >/dev/null 2>&1 ||
     die "'flock' not found on PATH (package util-linux); it is needed to make concurrent runs safe."
 command -v sha256sum >/dev/null 2>&1 || die "'sha256sum' not found on PATH (package coreutils)."

@@ -1,0 +1,309 @@
+//! AdmissionReview in, AdmissionReview out.
+//!
+//! The request is parsed leanly (only the fields we use; the pod stays borrowed from the body).
+//! The response is written here rather than with kube-core's `AdmissionResponse`, whose `patch`
+//! serialises as an array of numbers where the API server requires base64 (kube-rs #1781).
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::mutation::Outcome;
+use crate::pod::PodView;
+
+/// A body that is not an AdmissionReview we can answer; becomes HTTP 400 with this message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadReview {
+    #[error("body is not a JSON AdmissionReview: {0}")]
+    Json(String),
+    #[error("kind must be AdmissionReview, got {0:?}")]
+    Kind(String),
+    #[error("apiVersion must be admission.k8s.io/v1 or v1beta1, got {0:?}")]
+    ApiVersion(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("request.uid is missing")]
+    NoUid,
+    #[error("request.object is missing for a Pod CREATE")]
+    NoObject,
+    #[error("request.namespace is missing for a Pod CREATE")]
+    NoNamespace,
+    #[error("request.object is not a Pod: {0}")]
+    NotAPod(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<GroupKind<'a>>,
+    #[serde(borrow, default)]
+    resource: Option<GroupResource<'a>>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct GroupKind<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct GroupResource<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    resource: Cow<'a, str>,
+}
+
+/// A parsed review, borrowing from the request body.
+#[derive(Debug)]
+pub struct Review<'a> {
+    pub api_version: Cow<'a, str>,
+    pub uid: Cow<'a, str>,
+    pub target: Target<'a>,
+}
+
+/// What the review asks about.
+#[derive(Debug)]
+pub enum Target<'a> {
+    /// Anything but a Pod CREATE: allowed untouched.
+    Other,
+    /// A Pod CREATE in `namespace`.
+    PodCreate {
+        namespace: Cow<'a, str>,
+        pod: Box<PodView<'a>>,
+    },
+}
+
+/// Parses and checks an AdmissionReview body.
+pub fn parse(body: &[u8]) -> Result<Review<'_>, BadReview> {
+    let review: ReviewIn<'_> =
+        serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+    let kind = review.kind.unwrap_or_default();
+    if kind != "AdmissionReview" {
+        return Err(BadReview::Kind(kind.into_owned()));
+    }
+    let api_version = review.api_version.unwrap_or_default();
+    if !matches!(
+        api_version.as_ref(),
+        "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+    ) {
+        return Err(BadReview::ApiVersion(api_version.into_owned()));
+    }
+    let request = review.request.ok_or(BadReview::NoRequest)?;
+    let uid = request.uid.filter(|u| !u.is_empty()).ok_or(BadReview::NoUid)?;
+    let is_pod = match (&request.resource, &request.kind) {
+        (Some(r), _) => r.group.is_empty() && r.resource == "pods",
+        (None, Some(k)) => k.group.is_empty() && k.kind == "Pod",
+        (None, None) => false,
+    };
+    let is_create = request.operation.as_deref() == Some("CREATE");
+    let subresource = request.sub_resource.as_deref().is_some_and(|s| !s.is_empty());
+    if !is_pod || !is_create || subresource {
+        return Ok(Review {
+            api_version,
+            uid,
+            target: Target::Other,
+        });
+    }
+    let object = request.object.ok_or(BadReview::NoObject)?;
+    let pod: PodView<'_> =
+        serde_json::from_str(object.get()).map_err(|e| BadReview::NotAPod(e.to_string()))?;
+    let namespace = request
+        .namespace
+        .filter(|n| !n.is_empty())
+        .or_else(|| pod.metadata.namespace.clone().filter(|n| !n.is_empty()))
+        .ok_or(BadReview::NoNamespace)?;
+    Ok(Review {
+        api_version,
+        uid,
+        target: Target::PodCreate {
+            namespace,
+            pod: Box::new(pod),
+        },
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+/// The AdmissionReview answer: always allowed, with the patch (base64 JSONPatch) when there is
+/// one and the outcome's warnings.
+pub fn respond(review: &Review<'_>, outcome: Option<&Outcome>) -> Vec<u8> {
+    let patch = outcome.filter(|o| !o.patch.0.is_empty()).map(|o| {
+        let json = serde_json::to_vec(&o.patch).expect("a patch always serialises");
+        base64::engine::general_purpose::STANDARD.encode(json)
+    });
+    let out = ReviewOut {
+        api_version: &review.api_version,
+        kind: "AdmissionReview",
+        response: ResponseOut {
+            uid: &review.uid,
+            allowed: true,
+            patch_type: patch.is_some().then_some("JSONPatch"),
+            patch,
+            warnings: outcome.map_or(&[], |o| &o.warnings),
+        },
+    };
+    serde_json::to_vec(&out).expect("a response always serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InjectionConfig;
+    use crate::identity::SaAnnotations;
+    use crate::mutation::{Decision, ServiceAccount, mutate};
+    use serde_json::{Value, json};
+
+    fn review(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request
+        }))
+        .unwrap()
+    }
+
+    fn pod_create() -> Value {
+        json!({
+            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "namespace": "team",
+            "object": {"metadata": {"generateName": "web-"}, "spec": {"serviceAccountName": "app", "containers": [{"name": "c"}]}},
+        })
+    }
+
+    #[test]
+    fn pod_create_is_mutated_with_a_base64_patch() {
+        let body = review(pod_create());
+        let review = parse(&body).unwrap();
+        let Target::PodCreate { namespace, pod } = &review.target else {
+            panic!("pod create expected")
+        };
+        assert_eq!(namespace, "team");
+        assert_eq!(pod.service_account(), "app");
+        let sa = SaAnnotations {
+            role_arn: "arn:aws:iam::111122223333:role/x".into(),
+            audience: None,
+            sts_regional_endpoints: None,
+            token_expiration: Some("10".into()),
+            region: None,
+        };
+        let outcome = mutate(pod, "team/app", ServiceAccount::Found(Some(&sa)), &InjectionConfig::default());
+        assert_eq!(outcome.decision, Decision::Mutated);
+        let out: Value = serde_json::from_slice(&respond(&review, Some(&outcome))).unwrap();
+        assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(out["kind"], "AdmissionReview");
+        assert_eq!(out["response"]["uid"], "u-1");
+        assert_eq!(out["response"]["allowed"], true);
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(out["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: Value = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(patch[0]["op"], "add");
+        assert_eq!(patch[0]["path"], "/spec/volumes");
+        assert_eq!(out["response"]["warnings"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn other_requests_are_allowed_without_patch_and_echo_the_version() {
+        let mut update = pod_create();
+        update["operation"] = json!("UPDATE");
+        let mut binding = pod_create();
+        binding["subResource"] = json!("binding");
+        let mut deployment = pod_create();
+        deployment["resource"] = json!({"group": "apps", "version": "v1", "resource": "deployments"});
+        for request in [update, binding, deployment] {
+            let mut body: Value = serde_json::from_slice(&review(request)).unwrap();
+            body["apiVersion"] = json!("admission.k8s.io/v1beta1");
+            let body = serde_json::to_vec(&body).unwrap();
+            let review = parse(&body).unwrap();
+            assert!(matches!(review.target, Target::Other));
+            let out: Value = serde_json::from_slice(&respond(&review, None)).unwrap();
+            assert_eq!(
+                out,
+                json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+                       "response": {"uid": "u-1", "allowed": true}})
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_falls_back_to_the_object() {
+        let mut request = pod_create();
+        request.as_object_mut().unwrap().remove("namespace");
+        request["object"]["metadata"]["namespace"] = json!("from-object");
+        let body = review(request);
+        let Target::PodCreate { namespace, .. } = parse(&body).unwrap().target else {
+            panic!()
+        };
+        assert_eq!(namespace, "from-object");
+    }
+
+    #[test]
+    fn every_bad_body_has_its_message() {
+        let without = |field: &str| {
+            let mut r = pod_create();
+            r.as_object_mut().unwrap().remove(field);
+            review(r)
+        };
+        let mut not_pod = pod_create();
+        not_pod["object"] = json!({"spec": {"containers": "nope"}});
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not json".to_vec(), "body is not a JSON AdmissionReview: expected ident at line 1 column 2"),
+            (br#"{"kind":"Pod","apiVersion":"v1"}"#.to_vec(), "kind must be AdmissionReview, got \"Pod\""),
+            (br#"{"kind":"AdmissionReview","apiVersion":"v9"}"#.to_vec(), "apiVersion must be admission.k8s.io/v1 or v1beta1, got \"v9\""),
+            (br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#.to_vec(), "AdmissionReview has no request"),
+            (without("uid"), "request.uid is missing"),
+            (without("object"), "request.object is missing for a Pod CREATE"),
+            (without("namespace"), "request.namespace is missing for a Pod CREATE"),
+            (review(not_pod), "request.object is not a Pod: invalid type: string \"nope\", expected a sequence at line 1 column 28"),
+        ];
+        for (body, message) in cases {
+            assert_eq!(parse(&body).unwrap_err().to_string(), message);
+        }
+    }
+}

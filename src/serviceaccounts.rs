@@ -1,0 +1,331 @@
+//! The ServiceAccount index: which ServiceAccounts exist and the role annotations of those that
+//! have one, kept current by a cluster-wide metadata-only watch, with one shared, time-bounded
+//! API GET per ServiceAccount that is not (yet) in the index.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::config::InjectionConfig;
+use crate::identity::SaAnnotations;
+use crate::manifest::ServiceAccountEntry;
+use crate::metrics::Metrics;
+
+/// What the index knows about one ServiceAccount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// It exists; `None` when it has no role annotation.
+    Found(Option<Arc<SaAnnotations>>),
+    /// It does not exist.
+    NotFound,
+    /// It could not be looked up; the reason is for the user.
+    Unavailable(String),
+}
+
+/// namespace → name → annotations (only for annotated ServiceAccounts).
+type Store = HashMap<Box<str>, HashMap<Box<str>, Option<Arc<SaAnnotations>>>>;
+
+type Flight = Shared<BoxFuture<'static, Lookup>>;
+
+/// Shared handle to the index.
+#[derive(Clone)]
+pub struct Index {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: RwLock<Store>,
+    ready: AtomicBool,
+    cfg: Arc<InjectionConfig>,
+    metrics: Arc<Metrics>,
+    /// `None` for a static index loaded from a file.
+    api: Option<ApiFallback>,
+}
+
+struct ApiFallback {
+    client: kube::Client,
+    timeout: Duration,
+    flights: Mutex<HashMap<(String, String), Flight>>,
+}
+
+impl Index {
+    /// A static, immediately ready index (from `--service-accounts-file`); misses are not found.
+    pub fn from_entries(
+        entries: Vec<ServiceAccountEntry>,
+        cfg: Arc<InjectionConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut store = Store::new();
+        for e in entries {
+            store
+                .entry(e.namespace.into())
+                .or_default()
+                .insert(e.name.into(), e.annotations.map(Arc::new));
+        }
+        let index = Self::new(store, cfg, metrics, None);
+        index.publish_counts(&index.read());
+        index.inner.ready.store(true, Ordering::Release);
+        index
+    }
+
+    /// An index fed by a cluster-wide metadata watch; not ready until the first list completes.
+    /// The returned future runs the watch forever (it retries with backoff) and must be spawned.
+    pub fn watch(
+        client: kube::Client,
+        lookup_timeout: Duration,
+        cfg: Arc<InjectionConfig>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, BoxFuture<'static, ()>) {
+        let fallback = ApiFallback {
+            client: client.clone(),
+            timeout: lookup_timeout,
+            flights: Mutex::default(),
+        };
+        let index = Self::new(Store::new(), cfg, metrics, Some(fallback));
+        let task = index.clone().run_watch(Api::all(client)).boxed();
+        (index, task)
+    }
+
+    fn new(
+        store: Store,
+        cfg: Arc<InjectionConfig>,
+        metrics: Arc<Metrics>,
+        api: Option<ApiFallback>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: RwLock::new(store),
+                ready: AtomicBool::new(false),
+                cfg,
+                metrics,
+                api,
+            }),
+        }
+    }
+
+    /// True once a complete list has been loaded; stays true across relists.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Looks a ServiceAccount up, asking the API server (once for all concurrent askers, bounded
+    /// in time) when the index does not know it.
+    pub async fn lookup(&self, namespace: &str, name: &str) -> Lookup {
+        if let Some(found) = self.cached(namespace, name) {
+            self.inner.metrics.lookup("cache");
+            return Lookup::Found(found);
+        }
+        let Some(api) = &self.inner.api else {
+            self.inner.metrics.lookup("not_found");
+            return Lookup::NotFound;
+        };
+        let flight = {
+            let mut flights = api.flights.lock().unwrap_or_else(|e| e.into_inner());
+            flights
+                .entry((namespace.to_owned(), name.to_owned()))
+                .or_insert_with(|| self.start_flight(api, namespace, name))
+                .clone()
+        };
+        flight.await
+    }
+
+    fn cached(&self, namespace: &str, name: &str) -> Option<Option<Arc<SaAnnotations>>> {
+        self.read().get(namespace)?.get(name).cloned()
+    }
+
+    /// Spawns the GET so it completes (and fills the index) even if every asker gives up.
+    fn start_flight(&self, api: &ApiFallback, namespace: &str, name: &str) -> Flight {
+        let index = self.clone();
+        let sas: Api<PartialObjectMeta<ServiceAccount>> = Api::namespaced(api.client.clone(), namespace);
+        let (namespace, name, timeout) = (namespace.to_owned(), name.to_owned(), api.timeout);
+        let task = tokio::spawn(async move {
+            let result = tokio::time::timeout(timeout, sas.get_opt(&name)).await;
+            let lookup = match result {
+                Ok(Ok(Some(sa))) => {
+                    index.inner.metrics.lookup("api_found");
+                    let annotations = index.annotations_of(&sa);
+                    index.insert(&namespace, &name, annotations.clone());
+                    Lookup::Found(annotations)
+                }
+                Ok(Ok(None)) => {
+                    index.inner.metrics.lookup("api_not_found");
+                    Lookup::NotFound
+                }
+                Ok(Err(err)) => {
+                    index.inner.metrics.lookup("api_error");
+                    tracing::warn!(%namespace, %name, error = %err, "ServiceAccount GET failed");
+                    Lookup::Unavailable(format!("API error: {err}"))
+                }
+                Err(_) => {
+                    index.inner.metrics.lookup("api_error");
+                    tracing::warn!(%namespace, %name, ?timeout, "ServiceAccount GET timed out");
+                    Lookup::Unavailable(format!(
+                        "API server did not answer within {}",
+                        humantime::format_duration(timeout)
+                    ))
+                }
+            };
+            if let Some(api) = &index.inner.api {
+                let mut flights = api.flights.lock().unwrap_or_else(|e| e.into_inner());
+                flights.remove(&(namespace, name));
+            }
+            lookup
+        });
+        task.map(|joined| {
+            joined.unwrap_or_else(|e| Lookup::Unavailable(format!("lookup task failed: {e}")))
+        })
+        .boxed()
+        .shared()
+    }
+
+    fn annotations_of(&self, sa: &PartialObjectMeta<ServiceAccount>) -> Option<Arc<SaAnnotations>> {
+        let annotations = sa.metadata.annotations.as_ref()?;
+        SaAnnotations::from_annotations(&self.inner.cfg, |k| annotations.get(k).map(String::as_str))
+            .map(Arc::new)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.inner.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.inner.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, namespace: &str, name: &str, annotations: Option<Arc<SaAnnotations>>) {
+        let mut store = self.write();
+        insert(&mut store, namespace, name, annotations);
+        self.publish_counts(&store);
+    }
+
+    fn remove(&self, namespace: &str, name: &str) {
+        let mut store = self.write();
+        if let Some(names) = store.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                store.remove(namespace);
+            }
+        }
+        self.publish_counts(&store);
+    }
+
+    fn publish_counts(&self, store: &Store) {
+        let (all, annotated) = store.values().flat_map(HashMap::values).fold(
+            (0i64, 0i64),
+            |(all, annotated), a| (all + 1, annotated + i64::from(a.is_some())),
+        );
+        self.inner.metrics.service_accounts.set(all);
+        self.inner.metrics.annotated_service_accounts.set(annotated);
+    }
+
+    async fn run_watch(self, api: Api<PartialObjectMeta<ServiceAccount>>) {
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        // A relist is built aside and swapped in whole, so entries deleted while we were
+        // disconnected disappear and the index never looks half-empty.
+        let mut relist: Option<Store> = None;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    tracing::warn!(error = %err, "ServiceAccount watch error; retrying with backoff");
+                    continue;
+                }
+            };
+            match event {
+                watcher::Event::Init => relist = Some(Store::new()),
+                watcher::Event::InitApply(sa) => {
+                    if let (Some(store), Some((ns, name))) = (&mut relist, key_of(&sa)) {
+                        insert(store, ns, name, self.annotations_of(&sa));
+                    }
+                }
+                watcher::Event::InitDone => {
+                    if let Some(store) = relist.take() {
+                        let count = store.values().map(HashMap::len).sum::<usize>();
+                        *self.write() = store;
+                        self.publish_counts(&self.read());
+                        self.inner.metrics.index_syncs.inc();
+                        if !self.inner.ready.swap(true, Ordering::AcqRel) {
+                            tracing::info!(service_accounts = count, "ServiceAccount index synced; ready");
+                        } else {
+                            tracing::info!(service_accounts = count, "ServiceAccount index relisted");
+                        }
+                    }
+                }
+                watcher::Event::Apply(sa) => {
+                    if let Some((ns, name)) = key_of(&sa) {
+                        self.insert(ns, name, self.annotations_of(&sa));
+                    }
+                }
+                watcher::Event::Delete(sa) => {
+                    if let Some((ns, name)) = key_of(&sa) {
+                        self.remove(ns, name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn key_of(sa: &PartialObjectMeta<ServiceAccount>) -> Option<(&str, &str)> {
+    Some((sa.metadata.namespace.as_deref()?, sa.metadata.name.as_deref()?))
+}
+
+fn insert(store: &mut Store, namespace: &str, name: &str, annotations: Option<Arc<SaAnnotations>>) {
+    match store.get_mut(namespace) {
+        Some(names) => {
+            names.insert(name.into(), annotations);
+        }
+        None => {
+            store.insert(namespace.into(), HashMap::from([(name.into(), annotations)]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ns: &str, name: &str, role: Option<&str>) -> ServiceAccountEntry {
+        ServiceAccountEntry {
+            namespace: ns.into(),
+            name: name.into(),
+            annotations: role.map(|r| SaAnnotations {
+                role_arn: r.into(),
+                audience: None,
+                sts_regional_endpoints: None,
+                token_expiration: None,
+                region: None,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn static_index_answers_hits_and_misses_and_counts() {
+        let metrics = Arc::new(Metrics::default());
+        let index = Index::from_entries(
+            vec![entry("a", "with-role", Some("arn")), entry("a", "plain", None)],
+            Arc::new(InjectionConfig::default()),
+            metrics.clone(),
+        );
+        assert!(index.is_ready());
+        let Lookup::Found(Some(sa)) = index.lookup("a", "with-role").await else {
+            panic!("expected a role");
+        };
+        assert_eq!(&*sa.role_arn, "arn");
+        assert_eq!(index.lookup("a", "plain").await, Lookup::Found(None));
+        assert_eq!(index.lookup("b", "plain").await, Lookup::NotFound);
+        let text = metrics.encode();
+        assert!(text.contains("irsa_webhook_serviceaccounts 2"), "{text}");
+        assert!(text.contains("irsa_webhook_annotated_serviceaccounts 1"));
+        assert!(text.contains("irsa_webhook_serviceaccount_lookups_total{result=\"cache\"} 2"));
+    }
+}

@@ -1,0 +1,176 @@
+//! rustls server configuration whose certificate is re-read when the files change.
+//!
+//! Each new connection checks the files' metadata (following symlinks, so the `..data` swap of a
+//! Kubernetes Secret volume is seen) and rebuilds the configuration when it changed. A pair that
+//! does not load (half-written, key not matching) is logged and the previous one keeps serving.
+
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A certificate or key that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} is not a PEM certificate chain: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error("{path} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("{cert} and {key} do not form a usable pair: {source}")]
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+}
+
+/// Identity of a file's current content as far as metadata tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl From<&Metadata> for Stamp {
+    fn from(m: &Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            modified: m.modified().ok(),
+            len: m.len(),
+            inode: m.ino(),
+        }
+    }
+}
+
+/// A TLS server configuration that follows its certificate and key files.
+pub struct ReloadingConfig {
+    cert: PathBuf,
+    key: PathBuf,
+    current: ArcSwap<ServerConfig>,
+    stamps: Mutex<(Stamp, Stamp)>,
+    on_reload: Box<dyn Fn(Result<(), &TlsError>) + Send + Sync>,
+}
+
+impl ReloadingConfig {
+    /// Loads the pair once; fails when it is unusable, so a bad start is loud.
+    pub fn load(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        on_reload: impl Fn(Result<(), &TlsError>) + Send + Sync + 'static,
+    ) -> Result<Self, TlsError> {
+        let (cert, key) = (cert.into(), key.into());
+        let stamps = (stamp(&cert)?, stamp(&key)?);
+        let config = server_config(&cert, &key)?;
+        Ok(Self {
+            cert,
+            key,
+            current: ArcSwap::from_pointee(config),
+            stamps: Mutex::new(stamps),
+            on_reload: Box::new(on_reload),
+        })
+    }
+
+    /// The configuration for a new connection, reloaded first if the files changed.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.reload_if_changed();
+        self.current.load_full()
+    }
+
+    fn reload_if_changed(&self) {
+        let (Ok(cert), Ok(key)) = (stamp(&self.cert), stamp(&self.key)) else {
+            // Mid-swap or deleted: keep serving what we have; the next connection retries.
+            return;
+        };
+        let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        if stamps.0 == cert && stamps.1 == key {
+            return;
+        }
+        match server_config(&self.cert, &self.key) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                *stamps = (cert, key);
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                (self.on_reload)(Ok(()));
+            }
+            Err(err) => {
+                // Remember the stamps so a bad pair is reported once, not on every connection.
+                *stamps = (cert, key);
+                tracing::error!(error = %err, "TLS certificate not reloaded; still serving the previous one");
+                (self.on_reload)(Err(&err));
+            }
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Result<Stamp, TlsError> {
+    std::fs::metadata(path)
+        .map(|m| Stamp::from(&m))
+        .map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// The crypto provider used by every TLS endpoint of this crate.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM certificate chain and key and builds a TLS 1.2/1.3 server configuration with
+/// ALPN `h2` and `http/1.1`.
+pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadCertificate {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.to_owned(),
+        });
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::BadKey {
+        path: key.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|source| TlsError::Pair {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source,
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Makes [`provider`] the process default, for libraries (the Kubernetes client) that ask for it.
+pub fn install_default_provider() {
+    // Fails only if a provider is already installed, which is then the one we want anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
