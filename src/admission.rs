@@ -116,14 +116,20 @@ pub fn parse(body: &[u8]) -> Result<Review<'_>, BadReview> {
         return Err(BadReview::ApiVersion(api_version.into_owned()));
     }
     let request = review.request.ok_or(BadReview::NoRequest)?;
-    let uid = request.uid.filter(|u| !u.is_empty()).ok_or(BadReview::NoUid)?;
+    let uid = request
+        .uid
+        .filter(|u| !u.is_empty())
+        .ok_or(BadReview::NoUid)?;
     let is_pod = match (&request.resource, &request.kind) {
         (Some(r), _) => r.group.is_empty() && r.resource == "pods",
         (None, Some(k)) => k.group.is_empty() && k.kind == "Pod",
         (None, None) => false,
     };
     let is_create = request.operation.as_deref() == Some("CREATE");
-    let subresource = request.sub_resource.as_deref().is_some_and(|s| !s.is_empty());
+    let subresource = request
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| !s.is_empty());
     if !is_pod || !is_create || subresource {
         return Ok(Review {
             api_version,
@@ -231,7 +237,12 @@ mod tests {
             token_expiration: Some("10".into()),
             region: None,
         };
-        let outcome = mutate(pod, "team/app", ServiceAccount::Found(Some(&sa)), &InjectionConfig::default());
+        let outcome = mutate(
+            pod,
+            "team/app",
+            ServiceAccount::Found(Some(&sa)),
+            &InjectionConfig::default(),
+        );
         assert_eq!(outcome.decision, Decision::Mutated);
         let out: Value = serde_json::from_slice(&respond(&review, Some(&outcome))).unwrap();
         assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
@@ -255,7 +266,8 @@ mod tests {
         let mut binding = pod_create();
         binding["subResource"] = json!("binding");
         let mut deployment = pod_create();
-        deployment["resource"] = json!({"group": "apps", "version": "v1", "resource": "deployments"});
+        deployment["resource"] =
+            json!({"group": "apps", "version": "v1", "resource": "deployments"});
         for request in [update, binding, deployment] {
             let mut body: Value = serde_json::from_slice(&review(request)).unwrap();
             body["apiVersion"] = json!("admission.k8s.io/v1beta1");
@@ -293,14 +305,35 @@ mod tests {
         let mut not_pod = pod_create();
         not_pod["object"] = json!({"spec": {"containers": "nope"}});
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"not json".to_vec(), "body is not a JSON AdmissionReview: expected ident at line 1 column 2"),
-            (br#"{"kind":"Pod","apiVersion":"v1"}"#.to_vec(), "kind must be AdmissionReview, got \"Pod\""),
-            (br#"{"kind":"AdmissionReview","apiVersion":"v9"}"#.to_vec(), "apiVersion must be admission.k8s.io/v1 or v1beta1, got \"v9\""),
-            (br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#.to_vec(), "AdmissionReview has no request"),
+            (
+                b"not json".to_vec(),
+                "body is not a JSON AdmissionReview: expected ident at line 1 column 2",
+            ),
+            (
+                br#"{"kind":"Pod","apiVersion":"v1"}"#.to_vec(),
+                "kind must be AdmissionReview, got \"Pod\"",
+            ),
+            (
+                br#"{"kind":"AdmissionReview","apiVersion":"v9"}"#.to_vec(),
+                "apiVersion must be admission.k8s.io/v1 or v1beta1, got \"v9\"",
+            ),
+            (
+                br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#.to_vec(),
+                "AdmissionReview has no request",
+            ),
             (without("uid"), "request.uid is missing"),
-            (without("object"), "request.object is missing for a Pod CREATE"),
-            (without("namespace"), "request.namespace is missing for a Pod CREATE"),
-            (review(not_pod), "request.object is not a Pod: invalid type: string \"nope\", expected a sequence at line 1 column 28"),
+            (
+                without("object"),
+                "request.object is missing for a Pod CREATE",
+            ),
+            (
+                without("namespace"),
+                "request.namespace is missing for a Pod CREATE",
+            ),
+            (
+                review(not_pod),
+                "request.object is not a Pod: invalid type: string \"nope\", expected a sequence at line 1 column 28",
+            ),
         ];
         for (body, message) in cases {
             assert_eq!(parse(&body).unwrap_err().to_string(), message);

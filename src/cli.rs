@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{InjectionConfig, InjectionSettings};
 use crate::inject::Injector;
 use crate::metrics::{Metrics, ResultLabels};
-use crate::serviceaccounts::Index;
 use crate::server::{self, Webhook};
+use crate::serviceaccounts::Index;
 use crate::tls::ReloadingConfig;
 use crate::{certs, manifest};
 
@@ -54,7 +54,11 @@ enum Command {
 #[derive(Debug, Args)]
 struct InjectionArgs {
     /// Prefix of the ServiceAccount and pod annotations.
-    #[arg(long, env = "IRSA_ANNOTATION_PREFIX", default_value = "eks.amazonaws.com")]
+    #[arg(
+        long,
+        env = "IRSA_ANNOTATION_PREFIX",
+        default_value = "eks.amazonaws.com"
+    )]
     annotation_prefix: String,
     /// Default token audience.
     #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = "sts.amazonaws.com")]
@@ -114,7 +118,11 @@ struct ServeArgs {
     #[arg(long, env = "IRSA_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Read ServiceAccounts from this YAML file instead of watching a cluster.
-    #[arg(long, env = "IRSA_SERVICE_ACCOUNTS_FILE", conflicts_with = "kubeconfig")]
+    #[arg(
+        long,
+        env = "IRSA_SERVICE_ACCOUNTS_FILE",
+        conflicts_with = "kubeconfig"
+    )]
     service_accounts_file: Option<PathBuf>,
     /// Longest wait for the API server when a ServiceAccount is not in the index yet.
     #[arg(long, env = "IRSA_LOOKUP_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -129,10 +137,20 @@ struct InjectArgs {
     #[command(flatten)]
     injection: InjectionArgs,
     /// Manifest to read (`-` for standard input); repeatable.
-    #[arg(short = 'f', long = "filename", env = "IRSA_INJECT_FILES", value_delimiter = ',', required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "IRSA_INJECT_FILES",
+        value_delimiter = ',',
+        required = true
+    )]
     files: Vec<PathBuf>,
     /// YAML with ServiceAccounts (also read from the input itself); repeatable.
-    #[arg(long = "service-account", env = "IRSA_INJECT_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    #[arg(
+        long = "service-account",
+        env = "IRSA_INJECT_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
     service_accounts: Vec<PathBuf>,
     /// Namespace of objects that set none.
     #[arg(short, long, env = "IRSA_NAMESPACE", default_value = "default")]
@@ -290,7 +308,9 @@ fn inject(args: InjectArgs) -> Result<()> {
     let read = |path: &PathBuf| -> Result<(String, String)> {
         if path.as_os_str() == "-" {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
             Ok(("<stdin>".to_owned(), text))
         } else {
             let text = std::fs::read_to_string(path)
@@ -307,10 +327,20 @@ fn inject(args: InjectArgs) -> Result<()> {
     for path in &args.service_accounts {
         let (name, text) = read(path)?;
         let docs = manifest::parse(&text, &name)?;
-        service_accounts.extend(manifest::service_accounts(&docs, &args.namespace, &cfg, &name)?);
+        service_accounts.extend(manifest::service_accounts(
+            &docs,
+            &args.namespace,
+            &cfg,
+            &name,
+        )?);
     }
     for (docs, name) in &inputs {
-        service_accounts.extend(manifest::service_accounts(docs, &args.namespace, &cfg, name)?);
+        service_accounts.extend(manifest::service_accounts(
+            docs,
+            &args.namespace,
+            &cfg,
+            name,
+        )?);
     }
     let injector = Injector::new(&cfg, &args.namespace, service_accounts);
 
@@ -319,7 +349,10 @@ fn inject(args: InjectArgs) -> Result<()> {
         for doc in docs.iter_mut() {
             for report in injector.inject(doc, name)? {
                 for warning in &report.warnings {
-                    eprintln!("warning: {name}: document {} ({}): {warning}", doc.number, report.object);
+                    eprintln!(
+                        "warning: {name}: document {} ({}): {warning}",
+                        doc.number, report.object
+                    );
                 }
             }
             if !out.is_empty() {
@@ -328,7 +361,9 @@ fn inject(args: InjectArgs) -> Result<()> {
             out.push_str(&serde_saphyr::to_string(&doc.value).context("cannot write YAML")?);
         }
     }
-    std::io::stdout().write_all(out.as_bytes()).context("cannot write to standard output")?;
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("cannot write to standard output")?;
     Ok(())
 }
 
@@ -355,7 +390,10 @@ mod tests {
         for (args, expected) in [
             (&["x", "inject", "-f", "a"][..], false),
             (&["x", "inject", "-f", "a", "--sts-regional-endpoint"], true),
-            (&["x", "inject", "-f", "a", "--sts-regional-endpoint=false"], false),
+            (
+                &["x", "inject", "-f", "a", "--sts-regional-endpoint=false"],
+                false,
+            ),
         ] {
             let Command::Inject(inject) = Cli::try_parse_from(args).unwrap().command else {
                 panic!()

@@ -219,7 +219,10 @@ mod tests {
             ..settings()
         })
         .unwrap();
-        assert_eq!(c.keys.skip_pod, "irsa.example.com/skip-pod-identity-webhook");
+        assert_eq!(
+            c.keys.skip_pod,
+            "irsa.example.com/skip-pod-identity-webhook"
+        );
         assert_eq!(c.token_file(), "/run/aws/token");
     }
 

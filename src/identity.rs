@@ -217,7 +217,13 @@ mod tests {
 
     fn run(sa: &SaAnnotations, pod: &PodView<'_>) -> (Option<Identity>, Vec<String>) {
         let mut warnings = vec![];
-        let id = resolve("ns/app", sa, pod, &InjectionConfig::default(), &mut warnings);
+        let id = resolve(
+            "ns/app",
+            sa,
+            pod,
+            &InjectionConfig::default(),
+            &mut warnings,
+        );
         (id, warnings)
     }
 
@@ -246,7 +252,10 @@ mod tests {
     #[test]
     fn service_account_annotations_override_defaults() {
         let sa = sa(&[
-            ("role-arn", " arn:aws-cn:iam::111122223333:role/path/to/app "),
+            (
+                "role-arn",
+                " arn:aws-cn:iam::111122223333:role/path/to/app ",
+            ),
             ("audience", "custom"),
             ("token-expiration", "3600"),
             ("sts-regional-endpoints", "TRUE"),
@@ -265,7 +274,8 @@ mod tests {
     #[test]
     fn pod_expiration_beats_service_account() {
         let sa = sa(&[("role-arn", ARN), ("token-expiration", "3600")]);
-        let p = pod(r#"{"metadata":{"annotations":{"eks.amazonaws.com/token-expiration":"7200"}}}"#);
+        let p =
+            pod(r#"{"metadata":{"annotations":{"eks.amazonaws.com/token-expiration":"7200"}}}"#);
         assert_eq!(run(&sa, &p).0.unwrap().expiration, 7200);
     }
 
@@ -274,13 +284,21 @@ mod tests {
         let cases = [
             ("token-expiration", "soon", "not a whole number", 86_400),
             ("token-expiration", "60", "below the minimum", 600),
-            ("token-expiration", "99999999999", "above the maximum", MAX_TOKEN_EXPIRATION),
+            (
+                "token-expiration",
+                "99999999999",
+                "above the maximum",
+                MAX_TOKEN_EXPIRATION,
+            ),
         ];
         for (key, value, message, expected) in cases {
             let (id, w) = run(&sa(&[("role-arn", ARN), (key, value)]), &pod("{}"));
             assert_eq!(id.unwrap().expiration, expected);
             assert_eq!(w.len(), 1);
-            assert!(w[0].contains(message) && w[0].contains("ServiceAccount ns/app"), "{w:?}");
+            assert!(
+                w[0].contains(message) && w[0].contains("ServiceAccount ns/app"),
+                "{w:?}"
+            );
         }
         let (id, w) = run(
             &sa(&[("role-arn", ARN), ("sts-regional-endpoints", "yes")]),
@@ -288,7 +306,10 @@ mod tests {
         );
         assert!(!id.unwrap().regional_sts);
         assert!(w[0].contains("not true or false"), "{w:?}");
-        let (id, w) = run(&sa(&[("role-arn", ARN), ("region", "Frankfurt")]), &pod("{}"));
+        let (id, w) = run(
+            &sa(&[("role-arn", ARN), ("region", "Frankfurt")]),
+            &pod("{}"),
+        );
         assert_eq!(id.unwrap().region, None);
         assert!(w[0].contains("not a region name: no region set"), "{w:?}");
         let (id, w) = run(&sa(&[("role-arn", ARN), ("audience", "")]), &pod("{}"));

@@ -57,7 +57,11 @@ impl<'c> Injector<'c> {
     }
 
     /// Mutates the pods in `doc` (a `List`'s items too); `None` reports for non-workloads.
-    pub fn inject(&self, doc: &mut Document, source_name: &str) -> Result<Vec<Report>, InjectError> {
+    pub fn inject(
+        &self,
+        doc: &mut Document,
+        source_name: &str,
+    ) -> Result<Vec<Report>, InjectError> {
         if manifest::kind(&doc.value) == "List" {
             let mut reports = Vec::new();
             if let Some(items) = doc.value.get_mut("items").and_then(Value::as_array_mut) {
@@ -82,7 +86,11 @@ impl<'c> Injector<'c> {
         let kind = manifest::kind(object).to_owned();
         let template_path: &[&str] = match kind.as_str() {
             "Pod" => &[],
-            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
+            "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "ReplicaSet"
+            | "Job"
             | "ReplicationController" => &["spec", "template"],
             "CronJob" => &["spec", "jobTemplate", "spec", "template"],
             _ => return Ok(None),
@@ -110,9 +118,15 @@ impl<'c> Injector<'c> {
             .iter()
             .try_fold(&mut *object, |v, key| v.get_mut(*key))
             .filter(|v| v.is_object())
-            .ok_or_else(|| error(format!("has no pod template at {}", template_path.join("."))))?;
+            .ok_or_else(|| {
+                error(format!(
+                    "has no pod template at {}",
+                    template_path.join(".")
+                ))
+            })?;
 
-        let view = PodView::deserialize(&*pod).map_err(|e| error(format!("unreadable pod spec: {e}")))?;
+        let view =
+            PodView::deserialize(&*pod).map_err(|e| error(format!("unreadable pod spec: {e}")))?;
         let object_name = format!("{kind}/{name}");
         if view
             .metadata
@@ -128,7 +142,10 @@ impl<'c> Injector<'c> {
             }));
         }
         let sa_name = view.service_account().to_owned();
-        let sa = match self.service_accounts.get(&(namespace.clone(), sa_name.clone())) {
+        let sa = match self
+            .service_accounts
+            .get(&(namespace.clone(), sa_name.clone()))
+        {
             Some(annotations) => ServiceAccount::Found(annotations.as_ref()),
             None => ServiceAccount::NotFound,
         };
@@ -171,37 +188,64 @@ mod tests {
     #[test]
     fn every_workload_kind_gets_its_template_injected() {
         let template = "template:\n      spec:\n        serviceAccountName: app\n        containers: [{name: c, image: x}]";
-        let kinds = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
+        let kinds = [
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Job",
+        ];
         let mut yaml = sa_doc();
         for kind in kinds {
-            yaml += &format!("---\nkind: {kind}\nmetadata: {{name: w, namespace: team}}\nspec:\n    {template}\n");
+            yaml += &format!(
+                "---\nkind: {kind}\nmetadata: {{name: w, namespace: team}}\nspec:\n    {template}\n"
+            );
         }
-        yaml += &format!("---\nkind: CronJob\nmetadata: {{name: w, namespace: team}}\nspec:\n  jobTemplate:\n    spec:\n      {}\n",
-            template.replace("\n      ", "\n        "));
+        yaml += &format!(
+            "---\nkind: CronJob\nmetadata: {{name: w, namespace: team}}\nspec:\n  jobTemplate:\n    spec:\n      {}\n",
+            template.replace("\n      ", "\n        ")
+        );
         yaml += "---\nkind: Pod\nmetadata: {name: p, namespace: team}\nspec: {serviceAccountName: app, containers: [{name: c}]}\n";
         yaml += "---\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b}\n";
         let (docs, reports) = run(&yaml);
         assert_eq!(reports.len(), 7);
-        assert!(reports.iter().all(|r| r.decision == Decision::Mutated), "{reports:?}");
+        assert!(
+            reports.iter().all(|r| r.decision == Decision::Mutated),
+            "{reports:?}"
+        );
         let pointers = [
-            "/spec/template/spec", "/spec/template/spec", "/spec/template/spec",
-            "/spec/template/spec", "/spec/template/spec", "/spec/jobTemplate/spec/template/spec", "/spec",
+            "/spec/template/spec",
+            "/spec/template/spec",
+            "/spec/template/spec",
+            "/spec/template/spec",
+            "/spec/template/spec",
+            "/spec/jobTemplate/spec/template/spec",
+            "/spec",
         ];
         for (doc, pointer) in docs[1..8].iter().zip(pointers) {
             let spec = doc.value.pointer(pointer).unwrap();
             assert_eq!(spec["containers"][0]["env"][0]["value"], ARN, "{pointer}");
             assert_eq!(spec["volumes"][0]["name"], "aws-iam-token");
         }
-        assert_eq!(docs[8].value, serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "b"}}));
+        assert_eq!(
+            docs[8].value,
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "b"}})
+        );
     }
 
     #[test]
     fn namespaces_default_and_lists_and_label_opt_out() {
-        let yaml = format!("{}---\nkind: List\nitems:\n- kind: Pod\n  metadata: {{name: a}}\n  spec: {{serviceAccountName: app, containers: [{{name: c}}]}}\n- kind: Pod\n  metadata: {{name: b, namespace: team, labels: {{eks.amazonaws.com/skip-pod-identity-webhook: 'true'}}}}\n  spec: {{serviceAccountName: app, containers: [{{name: c}}]}}\n", sa_doc());
+        let yaml = format!(
+            "{}---\nkind: List\nitems:\n- kind: Pod\n  metadata: {{name: a}}\n  spec: {{serviceAccountName: app, containers: [{{name: c}}]}}\n- kind: Pod\n  metadata: {{name: b, namespace: team, labels: {{eks.amazonaws.com/skip-pod-identity-webhook: 'true'}}}}\n  spec: {{serviceAccountName: app, containers: [{{name: c}}]}}\n",
+            sa_doc()
+        );
         let (docs, reports) = run(&yaml);
         // Pod a is in "default", where no ServiceAccount "app" was given.
         assert_eq!(reports[0].decision, Decision::ServiceAccountNotFound);
-        assert_eq!(reports[0].warnings, ["ServiceAccount default/app not found: AWS credentials not injected"]);
+        assert_eq!(
+            reports[0].warnings,
+            ["ServiceAccount default/app not found: AWS credentials not injected"]
+        );
         assert_eq!(reports[1].decision, Decision::OptedOut);
         assert!(docs[1].value["items"][1]["spec"].get("volumes").is_none());
     }
@@ -209,9 +253,16 @@ mod tests {
     #[test]
     fn workload_without_template_is_an_error_naming_the_document() {
         let cfg = InjectionConfig::default();
-        let mut docs = manifest::parse("kind: Pod\n---\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n", "x.yaml").unwrap();
+        let mut docs = manifest::parse(
+            "kind: Pod\n---\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n",
+            "x.yaml",
+        )
+        .unwrap();
         let injector = Injector::new(&cfg, "default", []);
         let err = injector.inject(&mut docs[1], "x.yaml").unwrap_err();
-        assert_eq!(err.to_string(), "x.yaml: document 2 (Deployment d): has no pod template at spec.template");
+        assert_eq!(
+            err.to_string(),
+            "x.yaml: document 2 (Deployment d): has no pod template at spec.template"
+        );
     }
 }

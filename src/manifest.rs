@@ -212,12 +212,18 @@ items:
         assert_eq!(docs.iter().map(|d| d.number).collect::<Vec<_>>(), [1, 3]);
         let sas = service_accounts(&docs, "dflt", &InjectionConfig::default(), "sa.yaml").unwrap();
         assert_eq!(sas.len(), 2);
-        assert_eq!((sas[0].namespace.as_str(), sas[0].name.as_str()), ("dflt", "a"));
+        assert_eq!(
+            (sas[0].namespace.as_str(), sas[0].name.as_str()),
+            ("dflt", "a")
+        );
         assert_eq!(
             &*sas[0].annotations.as_ref().unwrap().role_arn,
             "arn:aws:iam::111122223333:role/a"
         );
-        assert_eq!((sas[1].namespace.as_str(), sas[1].name.as_str()), ("team", "b"));
+        assert_eq!(
+            (sas[1].namespace.as_str(), sas[1].name.as_str()),
+            ("team", "b")
+        );
         assert!(sas[1].annotations.is_none());
     }
 
@@ -225,7 +231,12 @@ items:
     fn syntax_errors_name_the_document() {
         let text = "kind: Pod\n---\nkind: Pod\nmetadata: {name: [unclosed\n";
         let err = parse(text, "in.yaml").unwrap_err().to_string();
-        assert!(err.starts_with("in.yaml: document 2: invalid YAML: line 4, column 18: unclosed bracket"), "{err}");
+        assert!(
+            err.starts_with(
+                "in.yaml: document 2: invalid YAML: line 4, column 18: unclosed bracket"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -237,6 +248,9 @@ items:
         );
         let docs = parse("kind: ServiceAccount\nmetadata: {}\n", "x").unwrap();
         let err = service_accounts(&docs, "d", &InjectionConfig::default(), "x").unwrap_err();
-        assert_eq!(err.to_string(), "x: document 1: ServiceAccount without metadata.name");
+        assert_eq!(
+            err.to_string(),
+            "x: document 1: ServiceAccount without metadata.name"
+        );
     }
 }

@@ -12,8 +12,8 @@ use crate::mutation::Decision;
 /// Buckets from 10 µs to 5 s: an in-memory admission takes tens of microseconds, an API
 /// fallback milliseconds, so the low end must resolve microseconds.
 const LATENCY_BUCKETS: [f64; 18] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,14 +66,46 @@ impl Default for Metrics {
         let annotated_service_accounts = Gauge::default();
         let index_syncs = Counter::default();
         let tls_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register("admissions", "Admission reviews answered, by decision", admissions.clone());
-        registry.register("rejected_requests", "Requests refused before review, by HTTP status", rejected.clone());
-        registry.register("admission_duration_seconds", "Time to answer an admission review once its body is read", admission_duration.clone());
-        registry.register("serviceaccount_lookups", "ServiceAccount lookups by result", lookups.clone());
-        registry.register("serviceaccounts", "ServiceAccounts in the index", service_accounts.clone());
-        registry.register("annotated_serviceaccounts", "ServiceAccounts in the index with a role annotation", annotated_service_accounts.clone());
-        registry.register("index_syncs", "Complete lists of ServiceAccounts loaded into the index", index_syncs.clone());
-        registry.register("tls_reloads", "TLS certificate reloads by result", tls_reloads.clone());
+        registry.register(
+            "admissions",
+            "Admission reviews answered, by decision",
+            admissions.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused before review, by HTTP status",
+            rejected.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review once its body is read",
+            admission_duration.clone(),
+        );
+        registry.register(
+            "serviceaccount_lookups",
+            "ServiceAccount lookups by result",
+            lookups.clone(),
+        );
+        registry.register(
+            "serviceaccounts",
+            "ServiceAccounts in the index",
+            service_accounts.clone(),
+        );
+        registry.register(
+            "annotated_serviceaccounts",
+            "ServiceAccounts in the index with a role annotation",
+            annotated_service_accounts.clone(),
+        );
+        registry.register(
+            "index_syncs",
+            "Complete lists of ServiceAccounts loaded into the index",
+            index_syncs.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "TLS certificate reloads by result",
+            tls_reloads.clone(),
+        );
         Self {
             registry,
             admissions,
@@ -91,7 +123,9 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one answered review.
     pub fn admitted(&self, decision: &'static str, seconds: f64) {
-        self.admissions.get_or_create(&DecisionLabels { decision }).inc();
+        self.admissions
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
         self.admission_duration.observe(seconds);
     }
 
@@ -118,8 +152,14 @@ mod tests {
         let m = Metrics::default();
         m.admitted("mutated", 0.000_03);
         let text = m.encode();
-        assert!(text.contains("irsa_webhook_admission_duration_seconds_bucket{le=\"0.00001\"} 0"), "{text}");
-        assert!(text.contains("irsa_webhook_admission_duration_seconds_bucket{le=\"0.00005\"} 1"), "{text}");
+        assert!(
+            text.contains("irsa_webhook_admission_duration_seconds_bucket{le=\"0.00001\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("irsa_webhook_admission_duration_seconds_bucket{le=\"0.00005\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("irsa_webhook_admissions_total{decision=\"mutated\"} 1"));
         assert!(text.contains("irsa_webhook_admissions_total{decision=\"volume_conflict\"} 0"));
     }

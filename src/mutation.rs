@@ -151,7 +151,14 @@ pub fn mutate(
             }
             selected += 1;
             let at = ContainerAt { list, index };
-            inject_env(&at, container, &identity, &token_file, &mut ops, &mut warnings);
+            inject_env(
+                &at,
+                container,
+                &identity,
+                &token_file,
+                &mut ops,
+                &mut warnings,
+            );
             inject_mount(&at, container, cfg, &mut ops, &mut warnings);
         }
     }
@@ -195,7 +202,13 @@ fn find_volume(
     identity: &Identity,
     warnings: &mut Vec<String>,
 ) -> Result<bool, ()> {
-    let Some(volume) = pod.spec.volumes.iter().flatten().find(|v| v.name == VOLUME_NAME) else {
+    let Some(volume) = pod
+        .spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == VOLUME_NAME)
+    else {
         return Ok(false);
     };
     match volume.token_projection() {
@@ -387,7 +400,11 @@ fn push_adds(
     ops: &mut Vec<PatchOperation>,
 ) {
     if exists {
-        ops.extend(items.into_iter().map(|value| add(at.path(field, true), value)));
+        ops.extend(
+            items
+                .into_iter()
+                .map(|value| add(at.path(field, true), value)),
+        );
     } else {
         let items: Vec<Value> = items.into_iter().collect();
         if !items.is_empty() {
@@ -408,7 +425,10 @@ fn add_volume(pod: &PodView<'_>, identity: &Identity) -> PatchOperation {
     if pod.spec.volumes.is_some() {
         add(PointerBuf::from_tokens(["spec", "volumes", "-"]), volume)
     } else {
-        add(PointerBuf::from_tokens(["spec", "volumes"]), json!([volume]))
+        add(
+            PointerBuf::from_tokens(["spec", "volumes"]),
+            json!([volume]),
+        )
     }
 }
 

@@ -34,7 +34,11 @@ fn run_with(pod: &Value, sa: ServiceAccount<'_>, cfg: &InjectionConfig) -> (Valu
 
 fn run(pod: &Value, annotations: &[(&str, &str)]) -> (Value, Outcome) {
     let sa = sa(annotations);
-    run_with(pod, ServiceAccount::Found(Some(&sa)), &InjectionConfig::default())
+    run_with(
+        pod,
+        ServiceAccount::Found(Some(&sa)),
+        &InjectionConfig::default(),
+    )
 }
 
 fn volume(audience: &str, expiration: i64) -> Value {
@@ -56,7 +60,6 @@ fn role_env(token_file: &str) -> [Value; 2] {
 fn simple_pod() -> Value {
     json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "app"}]}})
 }
-
 
 #[test]
 fn plain_pod_gets_volume_mount_and_env() {
@@ -93,12 +96,7 @@ fn existing_arrays_are_appended_to_never_replaced() {
             "volumes": [{"name": "data", "emptyDir": {}}, volume("sts.amazonaws.com", 86400)],
         }})
     );
-    let paths: Vec<String> = out
-        .patch
-        .0
-        .iter()
-        .map(|op| op.path().to_string())
-        .collect();
+    let paths: Vec<String> = out.patch.0.iter().map(|op| op.path().to_string()).collect();
     assert_eq!(
         paths,
         [
@@ -158,7 +156,10 @@ fn variables_already_defined_are_not_overridden() {
         input["spec"]["containers"][0]["env"]
     );
     // Unlike the reference webhook, a container with every variable predefined still gets the mount.
-    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount()]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        json!([mount()])
+    );
     assert_eq!(out.decision, Decision::Mutated);
 }
 
@@ -166,7 +167,10 @@ fn variables_already_defined_are_not_overridden() {
 fn half_defined_role_env_is_a_conflict() {
     let input = json!({"spec": {"containers": [{"name": "app", "env": [{"name": "AWS_ROLE_ARN", "value": "mine"}]}]}});
     let (pod, out) = run(&input, &[("role-arn", ARN)]);
-    assert_eq!(pod["spec"]["containers"][0]["env"], json!([{"name": "AWS_ROLE_ARN", "value": "mine"}]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        json!([{"name": "AWS_ROLE_ARN", "value": "mine"}])
+    );
     assert_eq!(
         out.warnings,
         ["container app sets AWS_ROLE_ARN but not AWS_WEB_IDENTITY_TOKEN_FILE: neither injected"]
@@ -182,15 +186,32 @@ fn region_from_flag_and_annotation() {
     })
     .unwrap();
     let sa_default = sa(&[("role-arn", ARN)]);
-    let (pod, _) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa_default)), &cfg);
+    let (pod, _) = run_with(
+        &simple_pod(),
+        ServiceAccount::Found(Some(&sa_default)),
+        &cfg,
+    );
     let env = &pod["spec"]["containers"][0]["env"];
     assert_eq!(env[0]["value"], "regional");
-    assert_eq!(env[1], json!({"name": "AWS_DEFAULT_REGION", "value": "ap-south-1"}));
-    let sa_region = sa(&[("role-arn", ARN), ("region", "eu-central-1"), ("sts-regional-endpoints", "false")]);
+    assert_eq!(
+        env[1],
+        json!({"name": "AWS_DEFAULT_REGION", "value": "ap-south-1"})
+    );
+    let sa_region = sa(&[
+        ("role-arn", ARN),
+        ("region", "eu-central-1"),
+        ("sts-regional-endpoints", "false"),
+    ]);
     let (pod, _) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa_region)), &cfg);
     let env = &pod["spec"]["containers"][0]["env"];
-    assert_eq!(env[0], json!({"name": "AWS_DEFAULT_REGION", "value": "eu-central-1"}));
-    assert_eq!(env[1], json!({"name": "AWS_REGION", "value": "eu-central-1"}));
+    assert_eq!(
+        env[0],
+        json!({"name": "AWS_DEFAULT_REGION", "value": "eu-central-1"})
+    );
+    assert_eq!(
+        env[1],
+        json!({"name": "AWS_REGION", "value": "eu-central-1"})
+    );
     assert_eq!(env.as_array().unwrap().len(), 4);
 }
 
@@ -218,7 +239,9 @@ fn unannotated_missing_and_unreadable_service_accounts() {
         (
             ServiceAccount::Unavailable("timed out after 2s"),
             Decision::ServiceAccountUnavailable,
-            Some("ServiceAccount ns/app could not be read (timed out after 2s): AWS credentials not injected"),
+            Some(
+                "ServiceAccount ns/app could not be read (timed out after 2s): AWS credentials not injected",
+            ),
         ),
     ];
     for (sa, decision, warning) in cases {
@@ -232,12 +255,14 @@ fn unannotated_missing_and_unreadable_service_accounts() {
 #[test]
 fn opt_out_annotation() {
     let mut input = simple_pod();
-    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "true"});
+    input["metadata"]["annotations"] =
+        json!({"eks.amazonaws.com/skip-pod-identity-webhook": "true"});
     let (pod, out) = run(&input, &[("role-arn", ARN)]);
     assert_eq!(pod, input);
     assert_eq!(out.decision, Decision::OptedOut);
 
-    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "yes"});
+    input["metadata"]["annotations"] =
+        json!({"eks.amazonaws.com/skip-pod-identity-webhook": "yes"});
     let (_, out) = run(&input, &[("role-arn", ARN)]);
     assert_eq!(out.decision, Decision::Mutated);
     assert!(out.warnings[0].contains("is not \"true\": the pod is not opted out"));
@@ -261,21 +286,33 @@ fn init_containers_and_native_sidecars_keep_their_fields() {
         }
     }
     assert_eq!(pod["spec"]["initContainers"][1]["restartPolicy"], "Always");
-    assert_eq!(pod["spec"]["initContainers"][1]["resizePolicy"], input["spec"]["initContainers"][1]["resizePolicy"]);
+    assert_eq!(
+        pod["spec"]["initContainers"][1]["resizePolicy"],
+        input["spec"]["initContainers"][1]["resizePolicy"]
+    );
 }
 
 #[test]
 fn skip_and_include_containers() {
     let containers = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]);
-    let cases: [(&[(&str, &str)], &[bool; 3], &[&str]); 5] = [
-        (&[("skip-containers", " a , c ")], &[false, true, false], &[]),
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [bool; 3], &'a [&'a str]);
+    let cases: [Case; 5] = [
+        (
+            &[("skip-containers", " a , c ")],
+            &[false, true, false],
+            &[],
+        ),
         (
             &[("skip-containers", "a,ghost")],
             &[false, true, true],
             &["eks.amazonaws.com/skip-containers names no container of this pod: ghost"],
         ),
         (&[("include-containers", "b")], &[false, true, false], &[]),
-        (&[("include-containers", "a,b"), ("skip-containers", "b")], &[true, false, false], &[]),
+        (
+            &[("include-containers", "a,b"), ("skip-containers", "b")],
+            &[true, false, false],
+            &[],
+        ),
         (
             &[("include-containers", "x,y")],
             &[false, false, false],
@@ -283,7 +320,8 @@ fn skip_and_include_containers() {
         ),
     ];
     for (annotations, injected, warnings) in cases {
-        let mut input = json!({"metadata": {"annotations": {}}, "spec": {"containers": containers}});
+        let mut input =
+            json!({"metadata": {"annotations": {}}, "spec": {"containers": containers}});
         for (k, v) in annotations {
             input["metadata"]["annotations"][format!("eks.amazonaws.com/{k}")] = json!(v);
         }
@@ -307,7 +345,10 @@ fn empty_include_list_injects_nothing_and_says_so() {
     let (pod, out) = run(&input, &[("role-arn", ARN)]);
     assert_eq!(pod, input);
     assert_eq!(out.decision, Decision::NoContainers);
-    assert_eq!(out.warnings, ["eks.amazonaws.com/include-containers is empty: no container injected"]);
+    assert_eq!(
+        out.warnings,
+        ["eks.amazonaws.com/include-containers is empty: no container injected"]
+    );
 }
 
 #[test]
@@ -318,14 +359,20 @@ fn mount_conflicts_are_not_duplicated() {
     ]}});
     let (pod, out) = run(&input, &[("role-arn", ARN)]);
     for i in 0..2 {
-        assert_eq!(pod["spec"]["containers"][i]["volumeMounts"], input["spec"]["containers"][i]["volumeMounts"]);
+        assert_eq!(
+            pod["spec"]["containers"][i]["volumeMounts"],
+            input["spec"]["containers"][i]["volumeMounts"]
+        );
         assert_eq!(pod["spec"]["containers"][i]["env"], json!(role_env(TOKEN)));
     }
     assert_eq!(
         out.warnings,
         [
-            "container other-path already mounts aws-iam-token at /elsewhere: not mounted again".to_owned(),
-            format!("container other-name already mounts volume mine at {MOUNT}: token not mounted"),
+            "container other-path already mounts aws-iam-token at /elsewhere: not mounted again"
+                .to_owned(),
+            format!(
+                "container other-name already mounts volume mine at {MOUNT}: token not mounted"
+            ),
         ]
     );
 }
@@ -341,17 +388,29 @@ fn foreign_volume_with_our_name_stops_the_mutation() {
         let (pod, out) = run(&input, &[("role-arn", ARN)]);
         assert_eq!(pod, input);
         assert_eq!(out.decision, Decision::VolumeConflict);
-        assert!(out.warnings[0].contains("not a service-account token"), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("not a service-account token"),
+            "{:?}",
+            out.warnings
+        );
     }
 }
 
 #[test]
 fn existing_token_volume_is_reused_and_audience_drift_reported() {
-    let input = json!({"spec": {"containers": [{"name": "app"}], "volumes": [volume("other", 3600)]}});
+    let input =
+        json!({"spec": {"containers": [{"name": "app"}], "volumes": [volume("other", 3600)]}});
     let (pod, out) = run(&input, &[("role-arn", ARN)]);
     assert_eq!(pod["spec"]["volumes"], json!([volume("other", 3600)]));
-    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount()]));
-    assert!(out.warnings[0].contains("audience \"other\""), "{:?}", out.warnings);
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        json!([mount()])
+    );
+    assert!(
+        out.warnings[0].contains("audience \"other\""),
+        "{:?}",
+        out.warnings
+    );
 }
 
 #[test]
@@ -367,8 +426,14 @@ fn windows_pods_get_the_windows_token_path() {
             input["spec"][k] = v.clone();
         }
         let (pod, _) = run(&input, &[("role-arn", ARN)]);
-        assert_eq!(pod["spec"]["containers"][0]["env"], json!(role_env(windows_token)));
-        assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount()]));
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"],
+            json!(role_env(windows_token))
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"],
+            json!([mount()])
+        );
     }
 }
 
@@ -378,7 +443,10 @@ fn token_expiration_precedence_and_floor() {
     input["metadata"]["annotations"] = json!({"eks.amazonaws.com/token-expiration": "100"});
     let (pod, out) = run(&input, &[("role-arn", ARN), ("token-expiration", "7200")]);
     assert_eq!(pod["spec"]["volumes"][0], volume("sts.amazonaws.com", 600));
-    assert_eq!(out.warnings, ["eks.amazonaws.com/token-expiration=100 on the pod is below the minimum: using 600"]);
+    assert_eq!(
+        out.warnings,
+        ["eks.amazonaws.com/token-expiration=100 on the pod is below the minimum: using 600"]
+    );
 }
 
 #[test]
@@ -400,9 +468,23 @@ fn mutating_twice_changes_nothing_and_reinvocation_injects_new_containers() {
         .push(json!({"name": "late", "image": "x"}));
     let (third, out) = run(&with_sidecar, &[("role-arn", ARN), ("region", "eu-west-1")]);
     assert_eq!(out.decision, Decision::Mutated);
-    assert!(out.patch.0.iter().all(|op| op.path().to_string().starts_with("/spec/containers/1/")));
-    assert_eq!(third["spec"]["containers"][1]["volumeMounts"], json!([mount()]));
-    assert_eq!(third["spec"]["containers"][1]["env"].as_array().unwrap().len(), 4);
+    assert!(
+        out.patch
+            .0
+            .iter()
+            .all(|op| op.path().to_string().starts_with("/spec/containers/1/"))
+    );
+    assert_eq!(
+        third["spec"]["containers"][1]["volumeMounts"],
+        json!([mount()])
+    );
+    assert_eq!(
+        third["spec"]["containers"][1]["env"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
     assert_eq!(third["spec"]["volumes"].as_array().unwrap().len(), 1);
 }
 
@@ -443,15 +525,25 @@ fn custom_settings_are_honoured() {
         ..settings()
     })
     .unwrap();
-    let sa = SaAnnotations::from_annotations(&cfg, |k| (k == "irsa.example.com/role-arn").then_some(ARN)).unwrap();
+    let sa = SaAnnotations::from_annotations(&cfg, |k| {
+        (k == "irsa.example.com/role-arn").then_some(ARN)
+    })
+    .unwrap();
     let (pod, out) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa)), &cfg);
     assert!(out.warnings.is_empty());
     assert_eq!(pod["spec"]["volumes"][0], volume("custom", 1200));
-    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([{"name": "aws-iam-token", "mountPath": "/aws", "readOnly": true}]));
-    assert_eq!(pod["spec"]["containers"][0]["env"][1]["value"], "/aws/token");
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        json!([{"name": "aws-iam-token", "mountPath": "/aws", "readOnly": true}])
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"][1]["value"],
+        "/aws/token"
+    );
     // The EKS prefix means nothing under a custom prefix.
     let mut input = simple_pod();
-    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "true"});
+    input["metadata"]["annotations"] =
+        json!({"eks.amazonaws.com/skip-pod-identity-webhook": "true"});
     let (_, out) = run_with(&input, ServiceAccount::Found(Some(&sa)), &cfg);
     assert_eq!(out.decision, Decision::Mutated);
 }

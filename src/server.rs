@@ -88,7 +88,13 @@ async fn handle_mutate(
     body: Body,
 ) -> Response {
     let reject = |status: StatusCode, message: String| {
-        webhook.metrics.rejected.get_or_create(&StatusLabels { status: status.as_u16() }).inc();
+        webhook
+            .metrics
+            .rejected
+            .get_or_create(&StatusLabels {
+                status: status.as_u16(),
+            })
+            .inc();
         tracing::warn!(status = status.as_u16(), %message, "admission request refused");
         (status, format!("{message}\n")).into_response()
     };
@@ -129,7 +135,9 @@ async fn handle_mutate(
     };
     let answer = admission::respond(&review, outcome.as_ref());
     let decision = outcome.as_ref().map_or("ignored", |o| o.decision.as_str());
-    webhook.metrics.admitted(decision, started.elapsed().as_secs_f64());
+    webhook
+        .metrics
+        .admitted(decision, started.elapsed().as_secs_f64());
     ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
 }
 
@@ -154,11 +162,17 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "not found: the webhook serves POST /mutate\n")
+    (
+        StatusCode::NOT_FOUND,
+        "not found: the webhook serves POST /mutate\n",
+    )
 }
 
 async fn method_not_allowed() -> (StatusCode, &'static str) {
-    (StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use POST\n")
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed: use POST\n",
+    )
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) with HTTP/1.1 and HTTP/2 until
@@ -199,12 +213,16 @@ pub async fn serve(
             Some(tls) => {
                 let acceptor = TlsAcceptor::from(tls.current());
                 tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(err)) => return log_handshake(peer, &err.to_string()),
-                            Err(_) => return log_handshake(peer, "timed out"),
-                        };
+                    let stream = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => return log_handshake(peer, &err.to_string()),
+                        Err(_) => return log_handshake(peer, "timed out"),
+                    };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn).await;
                 });

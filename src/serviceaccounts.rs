@@ -143,7 +143,8 @@ impl Index {
     /// Spawns the GET so it completes (and fills the index) even if every asker gives up.
     fn start_flight(&self, api: &ApiFallback, namespace: &str, name: &str) -> Flight {
         let index = self.clone();
-        let sas: Api<PartialObjectMeta<ServiceAccount>> = Api::namespaced(api.client.clone(), namespace);
+        let sas: Api<PartialObjectMeta<ServiceAccount>> =
+            Api::namespaced(api.client.clone(), namespace);
         let (namespace, name, timeout) = (namespace.to_owned(), name.to_owned(), api.timeout);
         let task = tokio::spawn(async move {
             let result = tokio::time::timeout(timeout, sas.get_opt(&name)).await;
@@ -217,10 +218,12 @@ impl Index {
     }
 
     fn publish_counts(&self, store: &Store) {
-        let (all, annotated) = store.values().flat_map(HashMap::values).fold(
-            (0i64, 0i64),
-            |(all, annotated), a| (all + 1, annotated + i64::from(a.is_some())),
-        );
+        let (all, annotated) = store
+            .values()
+            .flat_map(HashMap::values)
+            .fold((0i64, 0i64), |(all, annotated), a| {
+                (all + 1, annotated + i64::from(a.is_some()))
+            });
         self.inner.metrics.service_accounts.set(all);
         self.inner.metrics.annotated_service_accounts.set(annotated);
     }
@@ -254,9 +257,15 @@ impl Index {
                         self.publish_counts(&self.read());
                         self.inner.metrics.index_syncs.inc();
                         if !self.inner.ready.swap(true, Ordering::AcqRel) {
-                            tracing::info!(service_accounts = count, "ServiceAccount index synced; ready");
+                            tracing::info!(
+                                service_accounts = count,
+                                "ServiceAccount index synced; ready"
+                            );
                         } else {
-                            tracing::info!(service_accounts = count, "ServiceAccount index relisted");
+                            tracing::info!(
+                                service_accounts = count,
+                                "ServiceAccount index relisted"
+                            );
                         }
                     }
                 }
@@ -276,7 +285,10 @@ impl Index {
 }
 
 fn key_of(sa: &PartialObjectMeta<ServiceAccount>) -> Option<(&str, &str)> {
-    Some((sa.metadata.namespace.as_deref()?, sa.metadata.name.as_deref()?))
+    Some((
+        sa.metadata.namespace.as_deref()?,
+        sa.metadata.name.as_deref()?,
+    ))
 }
 
 fn insert(store: &mut Store, namespace: &str, name: &str, annotations: Option<Arc<SaAnnotations>>) {
@@ -285,7 +297,10 @@ fn insert(store: &mut Store, namespace: &str, name: &str, annotations: Option<Ar
             names.insert(name.into(), annotations);
         }
         None => {
-            store.insert(namespace.into(), HashMap::from([(name.into(), annotations)]));
+            store.insert(
+                namespace.into(),
+                HashMap::from([(name.into(), annotations)]),
+            );
         }
     }
 }
@@ -312,7 +327,10 @@ mod tests {
     async fn static_index_answers_hits_and_misses_and_counts() {
         let metrics = Arc::new(Metrics::default());
         let index = Index::from_entries(
-            vec![entry("a", "with-role", Some("arn")), entry("a", "plain", None)],
+            vec![
+                entry("a", "with-role", Some("arn")),
+                entry("a", "plain", None),
+            ],
             Arc::new(InjectionConfig::default()),
             metrics.clone(),
         );

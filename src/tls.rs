@@ -56,13 +56,16 @@ impl From<&Metadata> for Stamp {
     }
 }
 
+/// Called after every reload attempt, e.g. to count it.
+type ReloadHook = dyn Fn(Result<(), &TlsError>) + Send + Sync;
+
 /// A TLS server configuration that follows its certificate and key files.
 pub struct ReloadingConfig {
     cert: PathBuf,
     key: PathBuf,
     current: ArcSwap<ServerConfig>,
     stamps: Mutex<(Stamp, Stamp)>,
-    on_reload: Box<dyn Fn(Result<(), &TlsError>) + Send + Sync>,
+    on_reload: Box<ReloadHook>,
 }
 
 impl ReloadingConfig {

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Load test of `irsa-webhook serve` on loopback: start-up time, saturation throughput, server CPU
+# per admission, latency single-request and at a paced 1000 req/s, and memory with 10 000 and
+# 100 000 ServiceAccounts. See bench/README.md.
+#
+#   bench/load.sh [N]            N ServiceAccounts for the main runs (default 10000, or $N)
+#
+# Environment: BIG (ServiceAccounts of the memory run, default 100000), PORT / METRICS_PORT
+# (default 18443 / 19999), REQUESTS (saturation run, default 200000), SKIP_BUILD=1,
+# KEEP=1 (keep the temp dir with certs, fixtures, logs).
+set -euo pipefail
+
+N=${1:-${N:-10000}}
+BIG=${BIG:-100000}
+PORT=${PORT:-18443}
+METRICS_PORT=${METRICS_PORT:-19999}
+REQUESTS=${REQUESTS:-200000}
+SINGLE_REQUESTS=${SINGLE_REQUESTS:-5000}
+PACED_SECONDS=${PACED_SECONDS:-15}
+export METRICS_PORT READY_TIMEOUT=${READY_TIMEOUT:-120}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release/irsa-webhook
+TOOL=(python3 "$ROOT/bench/loadtool.py")
+URL=https://127.0.0.1:$PORT/mutate
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/irsa-load.XXXXXX")
+SERVER_PID=
+
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "load.sh: $*" >&2; exit 1; }
+
+# verdict VALUE OP LIMIT: "ok" or "MISS" (OP is le or ge).
+verdict() {
+    if python3 -c "import sys; v,l=float(sys.argv[1]),float(sys.argv[3]); sys.exit(0 if (v<=l if sys.argv[2]=='le' else v>=l) else 1)" "$1" "$2" "$3"
+    then echo ok; else echo MISS; fi
+}
+SUMMARY=()
+# record LABEL VALUE UNIT OP LIMIT
+record() {
+    local mark sign
+    mark=$(verdict "$2" "$4" "$5")
+    [[ $4 == le ]] && sign="<=" || sign=">="
+    SUMMARY+=("$(printf '%-44s %12s %-5s  target %s %s %-5s  %s' "$1" "$2" "$3" "$sign" "$5" "$3" "$mark")")
+    printf '   %-44s %12s %-5s  (target %s %s %s: %s)\n' "$1" "$2" "$3" "$sign" "$5" "$3" "$mark"
+}
+
+# --- tools -----------------------------------------------------------------------------------------
+if ! command -v h2load >/dev/null; then
+    say "installing h2load (nghttp2-client)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q nghttp2-client >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q nghttp2-client >/dev/null; }
+fi
+for tool in h2load curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    say "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+[[ -x $BIN ]] || die "$BIN not built"
+
+for port in "$PORT" "$METRICS_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "127.0.0.1:$port is already in use; set PORT / METRICS_PORT"
+    fi
+done
+
+say "certificates and fixtures in $WORK"
+"$BIN" certs --out "$WORK/certs" --dns localhost --ip 127.0.0.1 >/dev/null
+python3 "$ROOT/bench/make-fixtures.py" --out "$WORK/n" --service-accounts "$N"
+python3 "$ROOT/bench/make-fixtures.py" --out "$WORK/big" --service-accounts "$BIG" | grep yaml
+REVIEW=$WORK/n/admission-review.json
+
+# start_server DIR: starts serve on DIR/service-accounts.yaml, sets SERVER_PID and READY_MS.
+start_server() {
+    local out
+    out=$("${TOOL[@]}" start "$WORK/server.log" -- "$BIN" serve \
+        --tls-cert "$WORK/certs/tls.crt" --tls-key "$WORK/certs/tls.key" \
+        --service-accounts-file "$1/service-accounts.yaml" \
+        --bind-address 127.0.0.1 --port "$PORT" --metrics-port "$METRICS_PORT" \
+        --log-level warn) || { tail -20 "$WORK/server.log" >&2; die "server did not start"; }
+    read -r SERVER_PID READY_MS <<<"$out"
+}
+
+stop_server() {
+    kill "$SERVER_PID"
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$SERVER_PID" 2>/dev/null && { kill -9 "$SERVER_PID"; sleep 0.2; }
+    SERVER_PID=
+}
+
+# h2 ARGS...: h2load over TLS + HTTP/2 POSTing the fixture; output to $WORK/h2load.out.
+h2() {
+    timeout 600 h2load -d "$REVIEW" -H 'content-type: application/json' "$@" "$URL" \
+        >"$WORK/h2load.out" 2>&1 || { cat "$WORK/h2load.out" >&2; die "h2load failed"; }
+    grep -q 'application protocol: h2' "$WORK/h2load.out" || die "h2load did not negotiate h2"
+    local total ok
+    read -r total ok < <(awk '/^requests:/ {print $2, $8}' "$WORK/h2load.out")
+    [[ $total == "$ok" && $total -gt 0 ]] || { cat "$WORK/h2load.out" >&2; die "not every request succeeded"; }
+    grep -q "status codes: $total 2xx" "$WORK/h2load.out" || { cat "$WORK/h2load.out" >&2; die "non-2xx answers"; }
+}
+h2_field() { # the h2load summary line starting with $1
+    grep -E "^$1" "$WORK/h2load.out" | head -1
+}
+
+# --- N ServiceAccounts ---------------------------------------------------------------------------------
+say "serve with $N ServiceAccounts"
+start_server "$WORK/n"
+echo "   pid $SERVER_PID"
+record "ready after start ($N SAs)" "$READY_MS" ms le 50
+read -r rss hwm < <("${TOOL[@]}" mem "$SERVER_PID")
+echo "   RSS when ready: $((rss / 1024)) MiB (VmRSS ${rss} kB, VmHWM ${hwm} kB)"
+
+say "one real admission (curl, HTTP/2)"
+curl -sS --max-time 5 --http2 --cacert "$WORK/certs/ca.crt" -H 'content-type: application/json' \
+    --data-binary "@$REVIEW" -o "$WORK/response.json" -w '   HTTP %{http_code} over HTTP/%{http_version}, %{size_download} bytes\n' "$URL"
+grep -q '"allowed":true' "$WORK/response.json" || die "response does not contain \"allowed\":true"
+grep -q '"patch":"' "$WORK/response.json" || die "response has no patch"
+"${TOOL[@]}" check-response "$WORK/response.json"
+
+say "warm-up: 20000 requests, -c 16 -m 10"
+h2 -n 20000 -c 16 -m 10
+h2_field 'finished in'
+
+say "saturation: $REQUESTS requests, h2load -c 16 -m 10 (TLS, HTTP/2)"
+cpu0=$("${TOOL[@]}" cpu "$SERVER_PID")
+h2 -n "$REQUESTS" -c 16 -m 10
+cpu1=$("${TOOL[@]}" cpu "$SERVER_PID")
+h2_field 'finished in'
+h2_field 'time for request'
+rps=$(awk '/^finished in/ {print $4}' "$WORK/h2load.out")
+cpu_per_req=$(python3 -c "print(f'{($cpu1 - $cpu0) / $REQUESTS:.1f}')")
+echo "   server CPU: $(( (cpu1 - cpu0) / 1000 )) ms user+sys for $REQUESTS requests"
+record "saturated throughput" "$rps" req/s ge 25000
+record "server CPU per admission at saturation" "$cpu_per_req" us le 40
+
+say "single request: $SINGLE_REQUESTS requests, -c 1 -m 1"
+rm -f "$WORK"/single.log
+h2 -n "$SINGLE_REQUESTS" -c 1 -m 1 --log-file="$WORK/single.log"
+h2_field 'time for request'
+read -r count p50 p99 max bad < <("${TOOL[@]}" percentiles "$WORK/single.log")
+echo "   $count requests: p50 $p50 ms, p99 $p99 ms, max $max ms"
+record "single-request p50" "$p50" ms le 0.5
+record "single-request p99" "$p99" ms le 0.5
+
+say "paced: 1000 req/s for ${PACED_SECONDS}s (-c 4 --rps 250)"
+rm -f "$WORK"/paced.log
+h2 -c 4 --rps 250 -n $((1000 * PACED_SECONDS)) --log-file="$WORK/paced.log"
+h2_field 'finished in'
+read -r count p50 p99 max bad < <("${TOOL[@]}" percentiles "$WORK/paced.log")
+echo "   $count requests: p50 $p50 ms, p99 $p99 ms, max $max ms"
+record "p99 at paced 1000 req/s" "$p99" ms le 1
+
+read -r rss hwm < <("${TOOL[@]}" mem "$SERVER_PID")
+echo "   VmRSS ${rss} kB, VmHWM ${hwm} kB after the runs"
+record "peak RSS ($N SAs, after the runs)" "$(python3 -c "print(f'{$hwm / 1024:.1f}')")" MiB le 20
+curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" \
+    | grep -E '^irsa_webhook_(admissions_total\{decision="mutated"\}|serviceaccounts |annotated_serviceaccounts )' \
+    | sed 's/^/   /'
+stop_server
+
+# --- BIG ServiceAccounts -------------------------------------------------------------------------------
+say "serve with $BIG ServiceAccounts"
+start_server "$WORK/big"
+echo "   ready after ${READY_MS} ms"
+read -r rss hwm < <("${TOOL[@]}" mem "$SERVER_PID")
+echo "   after ready: VmRSS ${rss} kB, VmHWM ${hwm} kB"
+record "RSS when ready ($BIG SAs)" "$(python3 -c "print(f'{$rss / 1024:.1f}')")" MiB le 40
+h2 -n 50000 -c 16 -m 10
+h2_field 'finished in'
+read -r rss hwm < <("${TOOL[@]}" mem "$SERVER_PID")
+echo "   after 50000 requests: VmRSS ${rss} kB, VmHWM ${hwm} kB"
+record "RSS after load ($BIG SAs)" "$(python3 -c "print(f'{$rss / 1024:.1f}')")" MiB le 40
+record "peak RSS ($BIG SAs)" "$(python3 -c "print(f'{$hwm / 1024:.1f}')")" MiB le 40
+stop_server
+
+say "summary ($(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), fixture $(wc -c <"$REVIEW") bytes)"
+printf '   %s\n' "${SUMMARY[@]}"

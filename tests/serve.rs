@@ -1,0 +1,415 @@
+//! HTTP-level tests against a running `irsa-webhook serve --service-accounts-file` (no cluster).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use support::{Server, peer_cert, request, roots, tls_connect, write_certs};
+
+const SERVICE_ACCOUNTS: &str = "\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: team
+  annotations:
+    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app
+";
+
+fn pod_review(uid: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE", "namespace": "team", "name": "",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "web-7d4b9-", "namespace": "team"},
+                "spec": {"serviceAccountName": "app", "containers": [{"name": "web", "image": "nginx"}]},
+            },
+            "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        }
+    })
+}
+
+fn server() -> Server {
+    Server::with_service_accounts(SERVICE_ACCOUNTS, &[])
+}
+
+async fn post(server: &Server, h2: bool, body: Vec<u8>) -> (u16, Value) {
+    let (status, body) = request(
+        server.addr,
+        roots(&[&server.ca_pem]),
+        h2,
+        "POST",
+        "/mutate",
+        Some("application/json"),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn admission_review_gets_a_base64_patch_over_h2_and_http1() {
+    let server = server();
+    for h2 in [true, false] {
+        let review = pod_review(if h2 { "uid-h2" } else { "uid-h1" });
+        let (_, answer) = post(&server, h2, serde_json::to_vec(&review).unwrap()).await;
+        let response = &answer["response"];
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(answer["kind"], "AdmissionReview");
+        assert_eq!(response["uid"], review["request"]["uid"]);
+        assert_eq!(response["allowed"], true);
+        assert_eq!(response["patchType"], "JSONPatch");
+        // The API server requires a base64 string here, not an array of numbers.
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(response["patch"].as_str().expect("patch is a string"))
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        let mut pod = review["request"]["object"].clone();
+        json_patch::patch(&mut pod, &patch).unwrap();
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"][0],
+            json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/app"})
+        );
+        assert_eq!(pod["spec"]["volumes"][0]["name"], "aws-iam-token");
+    }
+    assert_eq!(
+        server.metric("irsa_webhook_admissions_total{decision=\"mutated\"}"),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn every_bad_request_gets_its_status_and_message_and_the_server_stays_up() {
+    let server = server();
+    let valid = serde_json::to_vec(&pod_review("u")).unwrap();
+    let mut no_object = pod_review("u");
+    no_object["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("object");
+    let mut no_request = pod_review("u");
+    no_request.as_object_mut().unwrap().remove("request");
+    let mut wrong_kind = pod_review("u");
+    wrong_kind["kind"] = json!("Pod");
+    let huge = vec![b' '; 4 * 1024 * 1024];
+    /// method, path, content type, body, expected status, message prefix
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/mutate",
+            Some("application/json"),
+            b"{not json".to_vec(),
+            400,
+            "body is not a JSON AdmissionReview",
+        ),
+        (
+            "POST",
+            "/mutate",
+            Some("application/json"),
+            serde_json::to_vec(&wrong_kind).unwrap(),
+            400,
+            "kind must be AdmissionReview, got \"Pod\"",
+        ),
+        (
+            "POST",
+            "/mutate",
+            Some("application/json"),
+            serde_json::to_vec(&no_request).unwrap(),
+            400,
+            "AdmissionReview has no request",
+        ),
+        (
+            "POST",
+            "/mutate",
+            Some("application/json"),
+            serde_json::to_vec(&no_object).unwrap(),
+            400,
+            "request.object is missing for a Pod CREATE",
+        ),
+        (
+            "POST",
+            "/mutate",
+            Some("application/json"),
+            huge,
+            413,
+            "request body larger than 3145728 bytes",
+        ),
+        (
+            "POST",
+            "/mutate",
+            Some("text/plain"),
+            valid.clone(),
+            415,
+            "Content-Type must be application/json",
+        ),
+        (
+            "POST",
+            "/mutate",
+            None,
+            valid.clone(),
+            415,
+            "Content-Type must be application/json",
+        ),
+        (
+            "GET",
+            "/mutate",
+            None,
+            vec![],
+            405,
+            "method not allowed: use POST",
+        ),
+        (
+            "POST",
+            "/validate",
+            Some("application/json"),
+            valid.clone(),
+            404,
+            "not found: the webhook serves POST /mutate",
+        ),
+    ];
+    for (method, path, content_type, body, status, message) in cases {
+        let (got, text) = request(
+            server.addr,
+            roots(&[&server.ca_pem]),
+            true,
+            method,
+            path,
+            content_type,
+            body,
+        )
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(got, status, "{method} {path}: {text}");
+        assert!(text.starts_with(message), "{method} {path}: {text}");
+        assert!(!text.contains("\"allowed\""), "never a denial: {text}");
+    }
+    // Still serving.
+    post(&server, true, valid).await;
+    assert_eq!(
+        server.metric("irsa_webhook_rejected_requests_total{status=\"400\"}"),
+        4.0
+    );
+    assert_eq!(
+        server.metric("irsa_webhook_rejected_requests_total{status=\"413\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn non_pod_requests_are_allowed_untouched() {
+    let server = server();
+    let mut review = pod_review("u");
+    review["request"]["operation"] = json!("UPDATE");
+    let (_, answer) = post(&server, true, serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(answer["response"], json!({"uid": "u", "allowed": true}));
+    assert_eq!(
+        server.metric("irsa_webhook_admissions_total{decision=\"ignored\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn legacy_tls_versions_are_refused_and_modern_ones_accepted() {
+    let server = server();
+    // Control: the same hello offering TLS 1.2 gets a ServerHello (handshake record, 22).
+    assert_eq!(legacy_client_hello(server.addr, 0x0303).first(), Some(&22));
+    for (version, name) in [(0x0301u16, "TLS 1.0"), (0x0302, "TLS 1.1")] {
+        let alert = legacy_client_hello(server.addr, version);
+        // A fatal alert record (21) carrying protocol_version (70).
+        assert_eq!(alert.first(), Some(&21), "{name}: {alert:?}");
+        assert_eq!(alert.get(6), Some(&70), "{name}: {alert:?}");
+    }
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let stream = tls_connect(server.addr, roots(&[&server.ca_pem]), &[b"h2"], &[version])
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+    }
+}
+
+/// Sends a ClientHello that offers only `version` (no supported_versions extension) and returns
+/// the server's first bytes.
+fn legacy_client_hello(addr: std::net::SocketAddr, version: u16) -> Vec<u8> {
+    let [major, minor] = version.to_be_bytes();
+    let mut hello = vec![major, minor];
+    hello.extend([7u8; 32]); // random
+    hello.push(0); // no session id
+    // ECDHE-ECDSA-AES128-GCM-SHA256 and ECDHE-RSA-AES128-GCM-SHA256 (which rustls has), AES128-SHA.
+    hello.extend([0, 6, 0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x2f]);
+    hello.extend([1, 0]); // null compression
+    let extensions = [
+        &[0x00, 0x0a, 0, 4, 0, 2, 0x00, 0x1d][..], // supported_groups: x25519
+        &[0x00, 0x0d, 0, 4, 0, 2, 0x04, 0x03],     // signature_algorithms: ecdsa_secp256r1_sha256
+        &[0x00, 0x0b, 0, 2, 1, 0],                 // ec_point_formats: uncompressed
+    ]
+    .concat();
+    hello.extend((extensions.len() as u16).to_be_bytes());
+    hello.extend(extensions);
+    let mut handshake = vec![1, 0, 0, hello.len() as u8];
+    handshake.extend(hello);
+    let mut record = vec![22, major, minor, 0, handshake.len() as u8];
+    record.extend(handshake);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(&record).unwrap();
+    let mut answer = vec![0; 64];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    answer.truncate(n);
+    answer
+}
+
+#[tokio::test]
+async fn a_certificate_swapped_on_disk_is_served_without_failed_requests() {
+    // Lay the certificate out as a Kubernetes Secret volume does: tls.crt -> ..data/tls.crt,
+    // ..data -> ..v1, and rotate by swapping the ..data symlink atomically.
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(tls.join("..v1")).unwrap();
+    let first = write_certs(&tls.join("..v1"));
+    std::os::unix::fs::symlink("..v1", tls.join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        std::os::unix::fs::symlink(format!("..data/{file}"), tls.join(file)).unwrap();
+    }
+    let sa_file = dir.path().join("sa.yaml");
+    std::fs::write(&sa_file, SERVICE_ACCOUNTS).unwrap();
+    let server = Server::start(
+        dir,
+        &[
+            "--service-accounts-file".into(),
+            sa_file.display().to_string(),
+        ],
+    );
+
+    std::fs::create_dir_all(tls.join("..v2")).unwrap();
+    let second = write_certs(&tls.join("..v2"));
+    let trust = || roots(&[&first.ca_cert, &second.ca_cert]);
+    let der = |pem: &str| {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    let stream = tls_connect(server.addr, trust(), &[b"h2"], rustls::ALL_VERSIONS)
+        .await
+        .unwrap();
+    assert_eq!(peer_cert(&stream), der(&first.tls_cert));
+
+    // Requests on fresh connections keep flowing while the certificate is swapped.
+    let body = serde_json::to_vec(&pod_review("rotation")).unwrap();
+    let addr = server.addr;
+    let load = tokio::spawn({
+        let (body, store) = (body.clone(), trust());
+        async move {
+            for _ in 0..60 {
+                let (status, _) = request(
+                    addr,
+                    store.clone(),
+                    true,
+                    "POST",
+                    "/mutate",
+                    Some("application/json"),
+                    body.clone(),
+                )
+                .await
+                .expect("no failed request during rotation");
+                assert_eq!(status, 200);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    std::os::unix::fs::symlink("..v2", tls.join("..data_tmp")).unwrap();
+    std::fs::rename(tls.join("..data_tmp"), tls.join("..data")).unwrap();
+    load.await.unwrap();
+
+    let stream = tls_connect(server.addr, trust(), &[b"h2"], rustls::ALL_VERSIONS)
+        .await
+        .unwrap();
+    assert_eq!(
+        peer_cert(&stream),
+        der(&second.tls_cert),
+        "the next connection gets the new certificate"
+    );
+    assert_eq!(
+        server.metric("irsa_webhook_tls_reloads_total{result=\"ok\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_and_graceful_shutdown_finish_in_flight_requests() {
+    let mut server = server();
+    assert_eq!(
+        support::http_get(server.health, "/livez").unwrap(),
+        (200, "ok\n".into())
+    );
+    assert_eq!(
+        support::http_get(server.health, "/readyz").unwrap(),
+        (200, "ok\n".into())
+    );
+
+    // Start a request and hold back the end of its body, then ask the server to stop.
+    let body = serde_json::to_vec(&pod_review("in-flight")).unwrap();
+    let mut stream = tls_connect(
+        server.addr,
+        roots(&[&server.ca_pem]),
+        &[b"http/1.1"],
+        rustls::ALL_VERSIONS,
+    )
+    .await
+    .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server.child.try_wait().unwrap().is_none(), "still draining");
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"uid\":\"in-flight\""), "{answer}");
+    let status = wait_exit(&mut server.child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < limit, "did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,237 @@
+//! Shared by the integration tests: a running `irsa-webhook serve` and an HTTPS client for it.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use irsa_webhook::certs;
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A free loopback port (the listener is closed again; the race with other binds is tolerable).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A serving certificate for 127.0.0.1/localhost written into `dir`.
+pub fn write_certs(dir: &Path) -> certs::Bundle {
+    let bundle =
+        certs::generate(&["localhost".into()], &["127.0.0.1".parse().unwrap()], 30).unwrap();
+    bundle.write(dir, true).unwrap();
+    bundle
+}
+
+/// `irsa-webhook serve` as a child process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub health: SocketAddr,
+    pub ca_pem: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `serve --service-accounts-file` with `service_accounts` YAML and extra `args`.
+    pub fn with_service_accounts(service_accounts: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sa_file = dir.path().join("serviceaccounts.yaml");
+        std::fs::write(&sa_file, service_accounts).unwrap();
+        let mut all = vec![
+            "--service-accounts-file".to_owned(),
+            sa_file.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Self::start(dir, &all)
+    }
+
+    /// Starts `serve` with certificates in `dir` (generated unless present) and `args`.
+    pub fn start(dir: tempfile::TempDir, args: &[String]) -> Self {
+        let cert_dir = dir.path().join("tls");
+        if !cert_dir.join(certs::TLS_CERT).exists() {
+            std::fs::create_dir_all(&cert_dir).unwrap();
+            write_certs(&cert_dir);
+        }
+        let ca_pem = std::fs::read_to_string(cert_dir.join(certs::CA_CERT)).unwrap();
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+            .arg("serve")
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--metrics-port", &metrics_port.to_string()])
+            .arg("--tls-cert")
+            .arg(cert_dir.join(certs::TLS_CERT))
+            .arg("--tls-key")
+            .arg(cert_dir.join(certs::TLS_KEY))
+            .args(args)
+            .env("IRSA_LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            health: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            ca_pem,
+            dir,
+        };
+        server.wait_ready(Duration::from_secs(30));
+        server
+    }
+
+    /// Polls `/readyz` until 200; panics after `limit` or if the process exits.
+    pub fn wait_ready(&self, limit: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok((200, _)) = http_get(self.health, "/readyz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("webhook not ready within {limit:?}");
+    }
+
+    /// The TLS directory holding the serving certificate.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `irsa_webhook_admissions_total{decision="mutated"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = http_get(self.health, "/metrics").unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking plain-HTTP GET, for health endpoints.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Roots trusting every PEM CA given.
+pub fn roots(cas: &[&str]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+    }
+    roots
+}
+
+/// A TLS connection to `addr` offering `alpn`, restricted to `versions`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    roots: RootCertStore,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut config = rustls::ClientConfig::builder_with_provider(irsa_webhook::tls::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// The DER of the certificate the server presented.
+pub fn peer_cert(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// One request on a fresh connection (HTTP/2 when `h2`), returning status and body.
+pub async fn request(
+    addr: SocketAddr,
+    roots: RootCertStore,
+    h2: bool,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> std::io::Result<(u16, Bytes)> {
+    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+    let stream = tls_connect(addr, roots, alpn, rustls::ALL_VERSIONS).await?;
+    let negotiated = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    assert_eq!(negotiated.as_deref(), Some(alpn[0]), "ALPN");
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"));
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let io = TokioIo::new(stream);
+    let to_io = |e: hyper::Error| std::io::Error::other(e.to_string());
+    let response = if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(to_io)?;
+        tokio::spawn(conn);
+        sender.send_request(req).await.map_err(to_io)?
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(to_io)?;
+        tokio::spawn(conn);
+        sender.send_request(req).await.map_err(to_io)?
+    };
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(to_io)?
+        .to_bytes();
+    Ok((status, body))
+}
