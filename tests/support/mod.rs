@@ -235,3 +235,8 @@ pub async fn request(
         .to_bytes();
     Ok((status, body))
 }
+
+pub mod cluster;
+pub mod e2e;
+pub mod sidecar;
+pub mod tokens;

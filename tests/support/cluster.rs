@@ -1,0 +1,297 @@
+//! A real control plane for end-to-end tests: etcd and kube-apiserver built from the Go module
+//! proxy by `tests/cluster/install.sh`, started on free loopback ports.
+//!
+//! Each process runs under a tiny shell guard reading our stdin pipe: when the test process
+//! exits (normally or after a panic) the pipe closes and the guard stops the process and removes
+//! the data directory, so nothing outlives the tests even when the cluster lives in a static.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// Where the control-plane binaries are: `$IRSA_BIN_DIR`, else what `install.sh` prints.
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("IRSA_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/install.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot run tests/cluster/install.sh");
+    assert!(
+        output.status.success(),
+        "tests/cluster/install.sh failed: the end-to-end tests need Go and the Go module proxy \
+         to build kube-apiserver and etcd (see tests/cluster/README.md)"
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("install.sh printed the bin dir")
+            .trim(),
+    )
+}
+
+/// A process that stops when dropped or when the test process goes away.
+pub struct Guarded {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+const GUARD: &str = r#"
+log=$1; shift; cleanup=$1; shift
+"$@" </dev/null >>"$log" 2>&1 &
+pid=$!
+read -r _ || true
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+[ -n "$cleanup" ] && rm -rf "$cleanup"
+exit 0
+"#;
+
+impl Guarded {
+    /// Starts `program args` logging to `log`; `cleanup` is removed after it stops.
+    pub fn spawn(program: &Path, args: &[String], log: &Path, cleanup: Option<&Path>) -> Self {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(GUARD)
+            .arg("guard")
+            .arg(log)
+            .arg(cleanup.map(Path::as_os_str).unwrap_or_default())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdin = child.stdin.take();
+        Self { child, stdin }
+    }
+
+    /// Stops the process and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Options of a control plane.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// `--service-account-issuer`; defaults to the API server's own https URL.
+    pub issuer: Option<String>,
+}
+
+/// A running etcd + kube-apiserver.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub ca_pem: String,
+    pub kubeconfig: PathBuf,
+    pub issuer: String,
+    bin: PathBuf,
+    apiserver_args: Vec<String>,
+    apiserver: std::sync::Mutex<Option<Guarded>>,
+    // Dropped last: its guard removes `dir`.
+    _etcd: Guarded,
+}
+
+impl Cluster {
+    /// Builds (once, cached) and starts the control plane; panics with the logs on failure.
+    pub fn start(options: ClusterOptions) -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("irsa-e2e-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let etcd = Guarded::spawn(
+            &bin.join("etcd"),
+            &[
+                "--name=e2e".into(),
+                format!("--data-dir={}", dir.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=e2e=http://127.0.0.1:{peer_port}"),
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+            &dir.join("etcd.log"),
+            Some(&dir),
+        );
+        wait_for(&dir.join("etcd.log"), Duration::from_secs(30), || {
+            super::http_get(([127, 0, 0, 1], etcd_port).into(), "/health")
+                .is_ok_and(|(status, body)| status == 200 && body.contains("true"))
+        });
+
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        let serving = irsa_webhook::certs::generate(
+            &["localhost".into(), "kubernetes.default.svc".into()],
+            &["127.0.0.1".parse().unwrap()],
+            30,
+        )
+        .unwrap();
+        serving.write(&pki, true).unwrap();
+        let sa_key = pki.join("sa.key");
+        rsa_key(&sa_key);
+        let token = format!("e2e-admin-{}", std::process::id());
+        std::fs::write(
+            dir.join("tokens.csv"),
+            format!("{token},admin,admin-uid,system:masters\n"),
+        )
+        .unwrap();
+        let url = format!("https://127.0.0.1:{api_port}");
+        let issuer = options.issuer.unwrap_or_else(|| url.clone());
+        let apiserver_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            "--advertise-address=127.0.0.1".into(),
+            "--endpoint-reconciler-type=none".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--tls-cert-file={}", pki.join("tls.crt").display()),
+            format!("--tls-private-key-file={}", pki.join("tls.key").display()),
+            "--authorization-mode=RBAC".into(),
+            format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+            format!("--service-account-issuer={issuer}"),
+            format!("--service-account-key-file={}", sa_key.display()),
+            format!("--service-account-signing-key-file={}", sa_key.display()),
+            format!("--api-audiences={issuer},sts.amazonaws.com"),
+        ];
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&url, &serving.ca_cert, &token)).unwrap();
+        let cluster = Self {
+            dir,
+            url,
+            token,
+            ca_pem: serving.ca_cert,
+            kubeconfig,
+            issuer,
+            bin,
+            apiserver_args,
+            apiserver: std::sync::Mutex::new(None),
+            _etcd: etcd,
+        };
+        cluster.start_apiserver();
+        cluster
+    }
+
+    /// Starts kube-apiserver and waits for `/readyz`.
+    pub fn start_apiserver(&self) {
+        let log = self.dir.join("kube-apiserver.log");
+        let guard = Guarded::spawn(
+            &self.bin.join("kube-apiserver"),
+            &self.apiserver_args,
+            &log,
+            None,
+        );
+        *self.apiserver.lock().unwrap() = Some(guard);
+        let port = self.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        wait_for(&log, Duration::from_secs(90), || readyz(port, &self.ca_pem));
+    }
+
+    /// Stops kube-apiserver (etcd keeps running).
+    pub fn stop_apiserver(&self) {
+        if let Some(mut guard) = self.apiserver.lock().unwrap().take() {
+            guard.stop();
+        }
+    }
+
+    /// A client for this cluster; make one per test (clients are bound to their runtime).
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+/// Whether `GET /readyz` answers 200 (anonymous access to it is allowed by default).
+fn readyz(port: u16, ca_pem: &str) -> bool {
+    let addr = ([127, 0, 0, 1], port).into();
+    let roots = super::roots(&[ca_pem]);
+    block_on(async move {
+        super::request(addr, roots, true, "GET", "/readyz", None, vec![])
+            .await
+            .is_ok_and(|(status, _)| status == 200)
+    })
+}
+
+/// Runs a future to completion on a fresh runtime in its own thread, so it works from both
+/// plain and async tests.
+pub fn block_on<T: Send>(future: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(future)
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+/// Polls `ready` until true; panics with the tail of `log` after `limit`.
+fn wait_for(log: &Path, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    panic!(
+        "{} not ready within {limit:?}; last log lines:\n{}",
+        log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// A 2048-bit RSA key in PEM, as kubeadm makes for service-account signing.
+pub fn rsa_key(path: &Path) {
+    let status = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed to make the service-account signing key");
+    assert!(status.success(), "openssl genpkey failed");
+}
+
+fn kubeconfig_yaml(url: &str, ca_pem: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: admin\ncurrent-context: e2e\n"
+    )
+}
