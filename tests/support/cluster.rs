@@ -49,7 +49,9 @@ log=$1; shift; cleanup=$1; shift
 "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 read -r _ || true
-kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+# SIGKILL: these are throwaway processes, and kube-apiserver's graceful stop waits up to 60 s
+# for open watches.
+kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 [ -n "$cleanup" ] && rm -rf "$cleanup"
 exit 0
 "#;

@@ -41,6 +41,24 @@ pub struct Server {
     pub health: SocketAddr,
     pub ca_pem: String,
     pub dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn spawn(cert_dir: &Path, port: u16, metrics_port: u16, args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+        .arg("serve")
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .args(["--metrics-port", &metrics_port.to_string()])
+        .arg("--tls-cert")
+        .arg(cert_dir.join(certs::TLS_CERT))
+        .arg("--tls-key")
+        .arg(cert_dir.join(certs::TLS_KEY))
+        .args(args)
+        .env("IRSA_LOG_LEVEL", "info")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("the binary starts")
 }
 
 impl Server {
@@ -66,29 +84,34 @@ impl Server {
         }
         let ca_pem = std::fs::read_to_string(cert_dir.join(certs::CA_CERT)).unwrap();
         let (port, metrics_port) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
-            .arg("serve")
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .args(["--metrics-port", &metrics_port.to_string()])
-            .arg("--tls-cert")
-            .arg(cert_dir.join(certs::TLS_CERT))
-            .arg("--tls-key")
-            .arg(cert_dir.join(certs::TLS_KEY))
-            .args(args)
-            .env("IRSA_LOG_LEVEL", "info")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
         let server = Self {
-            child,
+            child: spawn(&cert_dir, port, metrics_port, args),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             health: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             ca_pem,
+            args: args.to_vec(),
             dir,
         };
         server.wait_ready(Duration::from_secs(30));
         server
+    }
+
+    /// Kills the process and starts it again on the same ports with the same certificate.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(
+            &self.tls_dir(),
+            self.addr.port(),
+            self.health.port(),
+            &self.args,
+        );
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Kills the process and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Polls `/readyz` until 200; panics after `limit` or if the process exits.
@@ -128,8 +151,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
