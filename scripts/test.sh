@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The one test command (README "Testing"): formatting, lints, unit, integration and end-to-end
+# tests against a real kube-apiserver and etcd that tests/cluster/install.sh builds from the Go
+# module proxy on first use and caches in ~/.cache/irsa-webhook.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'scripts/test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Tools the tests call besides cargo and go.
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v flock >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (Debian packages)"
+    command -v apt-get >/dev/null || die "need ${missing[*]} and there is no apt-get; install them"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || die "cargo not found: install Rust (rustup)"
+command -v go >/dev/null || die "go not found: the end-to-end tests build kube-apiserver and etcd with Go >= 1.26"
+
+# The control plane builds (minutes, once) while Rust compiles; both are cached afterwards.
+bin_out=$(mktemp)
+trap 'rm -f "$bin_out"' EXIT
+say "control plane: tests/cluster/install.sh (background)"
+bash tests/cluster/install.sh >"$bin_out" &
+install_pid=$!
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+say "cargo build --tests"
+cargo test --locked --no-run --all-targets
+
+say "waiting for the control plane build"
+wait "$install_pid" || die "tests/cluster/install.sh failed (see above): Go and the Go module proxy are required"
+IRSA_BIN_DIR=$(tail -n 1 "$bin_out")
+export IRSA_BIN_DIR
+[ -x "$IRSA_BIN_DIR/kube-apiserver" ] && [ -x "$IRSA_BIN_DIR/etcd" ] || die "no binaries in $IRSA_BIN_DIR"
+
+say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"
+cargo test --locked --all-targets
