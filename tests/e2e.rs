@@ -147,9 +147,10 @@ async fn annotation_matrix() {
     );
     assert_eq!(
         floored.warnings,
-        [
-            "eks.amazonaws.com/token-expiration=100 on ServiceAccount e2e-matrix/app is below the minimum: using 600"
-        ]
+        [format!(
+            "eks.amazonaws.com/token-expiration=100 on ServiceAccount {}/app is below the minimum: using 600",
+            env.ns
+        )]
     );
     let mut overridden = pod("overridden", "app", &[]);
     overridden["metadata"]["annotations"] = json!({"eks.amazonaws.com/token-expiration": "7200"});
@@ -305,9 +306,10 @@ async fn warnings_reach_the_client() {
     let created = env.create(pod("bad-arn", "bad-arn", &[])).await;
     assert_eq!(
         created.warnings,
-        [
-            "eks.amazonaws.com/role-arn=\"my-role\" on ServiceAccount e2e-warnings/bad-arn is not a valid IAM role ARN (it must start with arn:): injected as is, STS will refuse it"
-        ]
+        [format!(
+            "eks.amazonaws.com/role-arn=\"my-role\" on ServiceAccount {}/bad-arn is not a valid IAM role ARN (it must start with arn:): injected as is, STS will refuse it",
+            env.ns
+        )]
     );
     env.cleanup().await;
 }

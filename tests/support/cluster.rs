@@ -107,13 +107,17 @@ pub struct Cluster {
     bin: PathBuf,
     apiserver_args: Vec<String>,
     apiserver: std::sync::Mutex<Option<Guarded>>,
-    // Dropped last: its guard removes `dir`.
-    _etcd: Guarded,
+    // Dropped last: its guard removes `dir`. `None` for your own cluster.
+    _etcd: Option<Guarded>,
 }
 
 impl Cluster {
     /// Builds (once, cached) and starts the control plane; panics with the logs on failure.
+    /// With `$IRSA_E2E_KUBECONFIG` set, uses that cluster instead (see the README).
     pub fn start(options: ClusterOptions) -> Self {
+        if let Ok(kubeconfig) = std::env::var("IRSA_E2E_KUBECONFIG") {
+            return Self::external(PathBuf::from(kubeconfig));
+        }
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("irsa-e2e-")
@@ -189,14 +193,55 @@ impl Cluster {
             bin,
             apiserver_args,
             apiserver: std::sync::Mutex::new(None),
-            _etcd: etcd,
+            _etcd: Some(etcd),
         };
         cluster.start_apiserver();
         cluster
     }
 
+    /// Your own cluster from `kubeconfig`; its issuer is read from its discovery document.
+    fn external(kubeconfig: PathBuf) -> Self {
+        let mut cluster = Self {
+            dir: std::env::temp_dir(),
+            url: String::new(),
+            token: String::new(),
+            ca_pem: String::new(),
+            kubeconfig,
+            issuer: String::new(),
+            bin: PathBuf::new(),
+            apiserver_args: Vec::new(),
+            apiserver: std::sync::Mutex::new(None),
+            _etcd: None,
+        };
+        let issuer = block_on(async {
+            let client = cluster.client().await;
+            let request = http::Request::get("/.well-known/openid-configuration")
+                .body(Vec::new())
+                .unwrap();
+            let text = client
+                .request_text(request)
+                .await
+                .expect("the cluster serves OIDC discovery");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["issuer"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        cluster.issuer = issuer;
+        cluster
+    }
+
+    /// Whether this is the control plane the tests started (and may restart).
+    pub fn is_local(&self) -> bool {
+        self._etcd.is_some()
+    }
+
     /// Starts kube-apiserver and waits for `/readyz`.
     pub fn start_apiserver(&self) {
+        assert!(
+            self.is_local(),
+            "cannot start the API server of your own cluster"
+        );
         let log = self.dir.join("kube-apiserver.log");
         let guard = Guarded::spawn(
             &self.bin.join("kube-apiserver"),

@@ -53,7 +53,8 @@ impl Env {
     /// API server calls it.
     pub async fn new(cluster: &Cluster, test: &str, registration: Registration) -> Self {
         let client = cluster.client().await;
-        let ns = format!("e2e-{}", test.replace('_', "-"));
+        // The process id keeps reruns against your own cluster apart.
+        let ns = format!("e2e-{}-{}", std::process::id(), test.replace('_', "-"));
         let ns = ns[..ns.len().min(63)].trim_end_matches('-').to_owned();
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
@@ -219,9 +220,11 @@ impl Env {
         created
     }
 
-    /// Removes this test's webhook configuration.
+    /// Removes this test's webhook configuration and namespace.
     pub async fn cleanup(self) {
         self.unregister(&self.config_name).await;
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
     }
 }
 

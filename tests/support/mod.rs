@@ -26,10 +26,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A serving certificate for 127.0.0.1/localhost written into `dir`.
+/// The address webhooks started by tests listen on: loopback, or `$IRSA_E2E_WEBHOOK_HOST` when
+/// the end-to-end tests run against your own cluster, whose API server must reach it.
+pub fn webhook_host() -> std::net::IpAddr {
+    std::env::var("IRSA_E2E_WEBHOOK_HOST")
+        .ok()
+        .map(|h| {
+            h.parse()
+                .expect("IRSA_E2E_WEBHOOK_HOST must be an IP address")
+        })
+        .unwrap_or([127, 0, 0, 1].into())
+}
+
+/// A serving certificate for localhost, 127.0.0.1 and [`webhook_host`] written into `dir`.
 pub fn write_certs(dir: &Path) -> certs::Bundle {
-    let bundle =
-        certs::generate(&["localhost".into()], &["127.0.0.1".parse().unwrap()], 30).unwrap();
+    let mut ips = vec!["127.0.0.1".parse().unwrap()];
+    if webhook_host() != ips[0] {
+        ips.push(webhook_host());
+    }
+    let bundle = certs::generate(&["localhost".into()], &ips, 30).unwrap();
     bundle.write(dir, true).unwrap();
     bundle
 }
@@ -47,7 +62,7 @@ pub struct Server {
 fn spawn(cert_dir: &Path, port: u16, metrics_port: u16, args: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
         .arg("serve")
-        .args(["--bind-address", "127.0.0.1"])
+        .args(["--bind-address", &webhook_host().to_string()])
         .args(["--port", &port.to_string()])
         .args(["--metrics-port", &metrics_port.to_string()])
         .arg("--tls-cert")
@@ -86,8 +101,8 @@ impl Server {
         let (port, metrics_port) = (free_port(), free_port());
         let server = Self {
             child: spawn(&cert_dir, port, metrics_port, args),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            health: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            addr: SocketAddr::new(webhook_host(), port),
+            health: SocketAddr::new(webhook_host(), metrics_port),
             ca_pem,
             args: args.to_vec(),
             dir,

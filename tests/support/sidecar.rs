@@ -30,7 +30,7 @@ impl SidecarWebhook {
             |_| {},
         )
         .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind((super::webhook_host(), 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
