@@ -1,0 +1,115 @@
+//! The `inject` and `certs` commands as a user runs them.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn quickstart_example_prints_the_mutated_pod() {
+    let out = run(
+        &["inject", "-f", "examples/pod.yaml", "--service-account", "examples/serviceaccount.yaml"],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+    let pod = &docs[0];
+    let env: Vec<&str> = pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        env,
+        ["DEBUG", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+    );
+    // Strings that look like other YAML types stay strings.
+    assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "true");
+    assert_eq!(pod["spec"]["volumes"][0]["name"], "aws-iam-token");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn stdin_streams_keep_order_and_warnings_go_to_stderr() {
+    let input = "\
+kind: ServiceAccount
+metadata: {name: app, annotations: {eks.amazonaws.com/role-arn: not-an-arn}}
+---
+kind: ConfigMap
+metadata: {name: untouched}
+data: {key: value}
+---
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      serviceAccountName: app
+      containers: [{name: web, image: nginx}]
+";
+    let out = run(&["inject", "-f", "-", "--namespace", "shop"], input);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[1]["metadata"]["name"], "untouched");
+    assert_eq!(docs[2]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "not-an-arn");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "warning: <stdin>: document 3 (Deployment/web): eks.amazonaws.com/role-arn=\"not-an-arn\" on ServiceAccount shop/app is not a valid IAM role ARN (it must start with arn:): injected as is, STS will refuse it\n"
+    );
+}
+
+#[test]
+fn malformed_input_names_the_document_and_fails() {
+    for (input, message) in [
+        ("kind: Pod\n---\nkind: Pod\nspec: [unclosed\n", "error: <stdin>: document 2: invalid YAML: line 4, column 7"),
+        ("kind: Pod\n---\n- a list\n", "error: <stdin>: document 2: expected a Kubernetes object (a mapping), found a sequence"),
+        ("kind: CronJob\nmetadata: {name: c}\nspec: {}\n", "error: <stdin>: document 1 (CronJob c): has no pod template at spec.jobTemplate.spec.template"),
+    ] {
+        let out = run(&["inject", "-f", "-"], input);
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "nothing printed on error");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.starts_with(message), "{stderr}");
+    }
+    let out = run(&["inject", "-f", "does-not-exist.yaml"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: cannot read does-not-exist.yaml"));
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    let out = run(&["inject", "-f", "-", "--token-expiration", "60"], "");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --token-expiration \"60\" is invalid: must be between 600 and 4294967296 seconds\n"
+    );
+}
+
+#[test]
+fn certs_command_writes_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out_dir = out_dir.to_str().unwrap();
+    let out = run(&["certs", "--out", out_dir, "--dns", "webhook.svc", "--ip", "127.0.0.1"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 4);
+    let again = run(&["certs", "--out", out_dir, "--dns", "webhook.svc"], "");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
+    let none = run(&["certs", "--out", out_dir, "--force"], "");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("give at least one --dns name or --ip address"));
+}
