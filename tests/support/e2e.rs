@@ -184,33 +184,9 @@ impl Env {
         sas.create(&PostParams::default(), &sa).await.unwrap();
     }
 
-    /// Creates `pod` (dry-run when asked) and returns the stored pod and the Warning headers.
+    /// Creates `pod` (dry-run when asked) in this namespace.
     pub async fn create_pod(&self, pod: Value, dry_run: bool) -> Created {
-        let query = if dry_run { "?dryRun=All" } else { "" };
-        let request = http::Request::post(format!("/api/v1/namespaces/{}/pods{query}", self.ns))
-            .header("content-type", "application/json")
-            .body(kube::client::Body::from(serde_json::to_vec(&pod).unwrap()))
-            .unwrap();
-        let response = self
-            .client
-            .send(request)
-            .await
-            .expect("the API server answers");
-        let status = response.status().as_u16();
-        let warnings = response
-            .headers()
-            .get_all("warning")
-            .iter()
-            .map(|v| parse_warning(v.to_str().unwrap_or_default()))
-            .collect();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let pod = serde_json::from_slice(&body)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
-        Created {
-            status,
-            pod,
-            warnings,
-        }
+        create_pod(&self.client, &self.ns, pod, dry_run).await
     }
 
     /// Creates `pod` for real and asserts the API server accepted it.
@@ -225,6 +201,31 @@ impl Env {
         self.unregister(&self.config_name).await;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
+    }
+}
+
+/// Creates `pod` in `ns` (dry-run when asked) and returns the stored pod and the Warning headers.
+pub async fn create_pod(client: &kube::Client, ns: &str, pod: Value, dry_run: bool) -> Created {
+    let query = if dry_run { "?dryRun=All" } else { "" };
+    let request = http::Request::post(format!("/api/v1/namespaces/{ns}/pods{query}"))
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(serde_json::to_vec(&pod).unwrap()))
+        .unwrap();
+    let response = client.send(request).await.expect("the API server answers");
+    let status = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| parse_warning(v.to_str().unwrap_or_default()))
+        .collect();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let pod = serde_json::from_slice(&body)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+    Created {
+        status,
+        pod,
+        warnings,
     }
 }
 
