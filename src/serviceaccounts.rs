@@ -201,22 +201,43 @@ impl Index {
     }
 
     fn insert(&self, namespace: &str, name: &str, annotations: Option<Arc<SaAnnotations>>) {
-        let mut store = self.write();
-        insert(&mut store, namespace, name, annotations);
-        self.publish_counts(&store);
+        let added = Some(annotations.is_some());
+        let replaced = insert(&mut self.write(), namespace, name, annotations);
+        self.count_change(replaced.map(|a| a.is_some()), added);
     }
 
     fn remove(&self, namespace: &str, name: &str) {
         let mut store = self.write();
-        if let Some(names) = store.get_mut(namespace) {
-            names.remove(name);
-            if names.is_empty() {
-                store.remove(namespace);
-            }
+        let Some(names) = store.get_mut(namespace) else {
+            return;
+        };
+        let removed = names.remove(name);
+        if names.is_empty() {
+            store.remove(namespace);
         }
-        self.publish_counts(&store);
+        drop(store);
+        self.count_change(removed.map(|a| a.is_some()), None);
     }
 
+    /// Adjusts the gauges for one entry going from `before` to `after` (`Some(annotated)`).
+    fn count_change(&self, before: Option<bool>, after: Option<bool>) {
+        let weight = |entry: Option<bool>| match entry {
+            None => (0, 0),
+            Some(annotated) => (1, i64::from(annotated)),
+        };
+        let ((all_before, annotated_before), (all_after, annotated_after)) =
+            (weight(before), weight(after));
+        self.inner
+            .metrics
+            .service_accounts
+            .inc_by(all_after - all_before);
+        self.inner
+            .metrics
+            .annotated_service_accounts
+            .inc_by(annotated_after - annotated_before);
+    }
+
+    /// Sets the gauges from a whole store (after a complete list).
     fn publish_counts(&self, store: &Store) {
         let (all, annotated) = store
             .values()
@@ -291,16 +312,21 @@ fn key_of(sa: &PartialObjectMeta<ServiceAccount>) -> Option<(&str, &str)> {
     ))
 }
 
-fn insert(store: &mut Store, namespace: &str, name: &str, annotations: Option<Arc<SaAnnotations>>) {
+/// Inserts an entry; returns the one it replaced.
+fn insert(
+    store: &mut Store,
+    namespace: &str,
+    name: &str,
+    annotations: Option<Arc<SaAnnotations>>,
+) -> Option<Option<Arc<SaAnnotations>>> {
     match store.get_mut(namespace) {
-        Some(names) => {
-            names.insert(name.into(), annotations);
-        }
+        Some(names) => names.insert(name.into(), annotations),
         None => {
             store.insert(
                 namespace.into(),
                 HashMap::from([(name.into(), annotations)]),
             );
+            None
         }
     }
 }
