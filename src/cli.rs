@@ -13,12 +13,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{InjectionConfig, InjectionSettings};
+use crate::discovery::export::Exporter;
+use crate::discovery::metrics::DiscoveryMetrics;
+use crate::discovery::refresh::Refresher;
+use crate::discovery::source::ApiServer;
+use crate::discovery::store::Store;
 use crate::inject::Injector;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::server::{self, Webhook};
 use crate::serviceaccounts::Index;
 use crate::tls::ReloadingConfig;
-use crate::{certs, manifest};
+use crate::{certs, discovery, manifest};
 
 /// IAM Roles for Service Accounts on any Kubernetes cluster.
 #[derive(Debug, Parser)]
@@ -44,6 +49,8 @@ enum LogFormat {
 enum Command {
     /// Run the mutating admission webhook (HTTPS) and its health/metrics endpoint.
     Serve(ServeArgs),
+    /// Serve the API server's OIDC discovery document and JWKS at the public issuer URL.
+    Discovery(DiscoveryArgs),
     /// Print YAML with pods and pod templates mutated as the webhook would.
     Inject(InjectArgs),
     /// Generate a CA and a serving certificate signed by it.
@@ -133,6 +140,46 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+struct DiscoveryArgs {
+    /// Public issuer URL; must equal the API server's --service-account-issuer exactly.
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    issuer_url: String,
+    /// Kubeconfig to use instead of the in-cluster configuration (or $KUBECONFIG).
+    #[arg(long, env = "IRSA_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// How often the documents are fetched from the API server.
+    #[arg(long, env = "IRSA_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    refresh_interval: Duration,
+    /// How long the last good documents are served without a good fetch; then 503 and not ready.
+    #[arg(long, env = "IRSA_MAX_STALE", default_value = "10m", value_parser = humantime::parse_duration)]
+    max_stale: Duration,
+    /// Longest wait for one answer of the API server.
+    #[arg(long, env = "IRSA_FETCH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    fetch_timeout: Duration,
+    /// Address both listeners bind to.
+    #[arg(long, env = "IRSA_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Port of the two public documents (HTTPS with --tls-cert, plain HTTP otherwise).
+    #[arg(long, env = "IRSA_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Plain-HTTP port of /livez, /readyz and /metrics (never expose it publicly).
+    #[arg(long, env = "IRSA_METRICS_PORT", default_value_t = 8081)]
+    metrics_port: u16,
+    /// PEM certificate chain for HTTPS; re-read when it changes.
+    #[arg(long, env = "IRSA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS; re-read when it changes.
+    #[arg(long, env = "IRSA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also write .well-known/openid-configuration and openid/v1/jwks here when they change.
+    #[arg(long, env = "IRSA_EXPORT_DIR")]
+    export_dir: Option<PathBuf>,
+    /// Longest wait for in-flight requests after SIGTERM.
+    #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
 struct InjectArgs {
     #[command(flatten)]
     injection: InjectionArgs,
@@ -183,6 +230,7 @@ impl Cli {
         init_logging(cli.log_format, &cli.log_level)?;
         match cli.command {
             Command::Serve(args) => serve(args),
+            Command::Discovery(args) => run_discovery(args),
             Command::Inject(args) => inject(args),
             Command::Certs(args) => make_certs(args),
         }
@@ -226,7 +274,11 @@ fn serve(args: ServeArgs) -> Result<()> {
                 Index::from_entries(entries, cfg.clone(), metrics.clone())
             }
             None => {
-                let client = kube_client(args.kubeconfig.as_ref()).await?;
+                let client = kube_client(
+                    args.kubeconfig.as_ref(),
+                    "pass --kubeconfig or --service-accounts-file",
+                )
+                .await?;
                 let (index, watch) =
                     Index::watch(client, args.lookup_timeout, cfg.clone(), metrics.clone());
                 tokio::spawn(watch);
@@ -263,7 +315,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
+/// The client from `kubeconfig`, or inferred; `hint` says what to do when there is none.
+async fn kube_client(kubeconfig: Option<&PathBuf>, hint: &str) -> Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -274,9 +327,74 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
         }
         None => kube::Config::infer()
             .await
-            .context("no Kubernetes configuration: not in a cluster, no $KUBECONFIG or ~/.kube/config; pass --kubeconfig or --service-accounts-file")?,
+            .with_context(|| format!("no Kubernetes configuration: not in a cluster, no $KUBECONFIG or ~/.kube/config; {hint}"))?,
     };
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+fn run_discovery(args: DiscoveryArgs) -> Result<()> {
+    let settings = discovery::Settings::new(
+        &args.issuer_url,
+        args.refresh_interval,
+        args.max_stale,
+        args.fetch_timeout,
+    )?;
+    let exporter = args.export_dir.as_deref().map(Exporter::new).transpose()?;
+    let metrics = Arc::new(DiscoveryMetrics::default());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let reloads = metrics.tls_reloads.clone();
+            Some(Arc::new(ReloadingConfig::load(cert, key, move |result| {
+                let result = if result.is_ok() { "ok" } else { "error" };
+                reloads.get_or_create(&ResultLabels { result }).inc();
+            })?))
+        }
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let client = kube_client(args.kubeconfig.as_ref(), "pass --kubeconfig").await?;
+        let public_addr = SocketAddr::new(args.bind_address, args.port);
+        let health_addr = SocketAddr::new(args.bind_address, args.metrics_port);
+        let public_listener = bind(public_addr, "--port").await?;
+        let health_listener = bind(health_addr, "--metrics-port").await?;
+        tracing::info!(public = %public_addr, health = %health_addr, tls = tls.is_some(), issuer = settings.issuer.as_str(), "listening");
+
+        let shutdown = CancellationToken::new();
+        let draining = Arc::new(AtomicBool::new(false));
+        tokio::spawn(signal_shutdown(shutdown.clone(), draining.clone()));
+        let store = Arc::new(Store::new(settings.max_stale, draining));
+        let refresher = Refresher {
+            source: ApiServer::new(client, settings.fetch_timeout),
+            issuer: settings.issuer.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            exporter,
+            interval: settings.refresh_interval,
+        };
+        let refresh = tokio::spawn(refresher.run(shutdown.clone()));
+        let public = server::serve(
+            public_listener,
+            tls,
+            discovery::server::public_router(store.clone(), metrics.clone(), &settings),
+            shutdown.clone(),
+            args.shutdown_timeout,
+        );
+        let health = server::serve(
+            health_listener,
+            None,
+            discovery::server::health_router(store, metrics),
+            shutdown.clone(),
+            Duration::from_secs(1),
+        );
+        tokio::join!(public, health);
+        let _ = refresh.await;
+        tracing::info!("stopped");
+        Ok(())
+    })
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
@@ -400,5 +518,43 @@ mod tests {
             };
             assert_eq!(inject.injection.sts_regional_endpoint, expected);
         }
+    }
+
+    #[test]
+    fn discovery_defaults_durations_and_tls_pair() {
+        let parse = |args: &[&str]| {
+            let all = [
+                &["x", "discovery", "--issuer-url", "https://oidc.example"][..],
+                args,
+            ]
+            .concat();
+            match Cli::try_parse_from(all).map(|c| c.command) {
+                Ok(Command::Discovery(d)) => Ok(d),
+                Ok(_) => panic!("not discovery"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            (d.refresh_interval, d.max_stale, d.fetch_timeout),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(600),
+                Duration::from_secs(10)
+            )
+        );
+        assert_eq!((d.port, d.metrics_port), (8080, 8081));
+        assert!(d.tls_cert.is_none() && d.export_dir.is_none());
+        let d = parse(&["--refresh-interval", "1s", "--max-stale", "10m"]).unwrap();
+        assert_eq!(d.refresh_interval, Duration::from_secs(1));
+        assert_eq!(
+            parse(&["--refresh-interval", "60"]).unwrap_err(),
+            clap::error::ErrorKind::ValueValidation,
+            "a unit is required"
+        );
+        assert_eq!(
+            parse(&["--tls-cert", "c.pem"]).unwrap_err(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
     }
 }

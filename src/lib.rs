@@ -1,14 +1,16 @@
 //! IAM Roles for Service Accounts on any Kubernetes cluster.
 //!
-//! Pure logic ([`identity`], [`mutation`], [`pod`], [`manifest`], [`inject`]) is kept apart from
-//! I/O ([`admission`] parsing aside: [`serviceaccounts`], [`tls`], [`server`], [`cli`]) so the
-//! decision is tested without a cluster.
+//! Pure logic ([`identity`], [`mutation`], [`pod`], [`manifest`], [`inject`],
+//! [`discovery::document`]) is kept apart from I/O ([`admission`] parsing aside:
+//! [`serviceaccounts`], [`tls`], [`server`], [`discovery`], [`cli`]) so the decision is tested
+//! without a cluster.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod identity;
 pub mod inject;

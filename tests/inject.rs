@@ -12,18 +12,34 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 #[test]
 fn quickstart_example_prints_the_mutated_pod() {
     let out = run(
-        &["inject", "-f", "examples/pod.yaml", "--service-account", "examples/serviceaccount.yaml"],
+        &[
+            "inject",
+            "-f",
+            "examples/pod.yaml",
+            "--service-account",
+            "examples/serviceaccount.yaml",
+        ],
         "",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
     let pod = &docs[0];
     let env: Vec<&str> = pod["spec"]["containers"][0]["env"]
         .as_array()
@@ -33,12 +49,23 @@ fn quickstart_example_prints_the_mutated_pod() {
         .collect();
     assert_eq!(
         env,
-        ["DEBUG", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+        [
+            "DEBUG",
+            "AWS_STS_REGIONAL_ENDPOINTS",
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE"
+        ]
     );
     // Strings that look like other YAML types stay strings.
     assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "true");
     assert_eq!(pod["spec"]["volumes"][0]["name"], "aws-iam-token");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -65,7 +92,10 @@ spec:
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout).unwrap();
     assert_eq!(docs.len(), 3);
     assert_eq!(docs[1]["metadata"]["name"], "untouched");
-    assert_eq!(docs[2]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "not-an-arn");
+    assert_eq!(
+        docs[2]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        "not-an-arn"
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr,
@@ -76,9 +106,18 @@ spec:
 #[test]
 fn malformed_input_names_the_document_and_fails() {
     for (input, message) in [
-        ("kind: Pod\n---\nkind: Pod\nspec: [unclosed\n", "error: <stdin>: document 2: invalid YAML: line 4, column 7"),
-        ("kind: Pod\n---\n- a list\n", "error: <stdin>: document 2: expected a Kubernetes object (a mapping), found a sequence"),
-        ("kind: CronJob\nmetadata: {name: c}\nspec: {}\n", "error: <stdin>: document 1 (CronJob c): has no pod template at spec.jobTemplate.spec.template"),
+        (
+            "kind: Pod\n---\nkind: Pod\nspec: [unclosed\n",
+            "error: <stdin>: document 2: invalid YAML: line 4, column 7",
+        ),
+        (
+            "kind: Pod\n---\n- a list\n",
+            "error: <stdin>: document 2: expected a Kubernetes object (a mapping), found a sequence",
+        ),
+        (
+            "kind: CronJob\nmetadata: {name: c}\nspec: {}\n",
+            "error: <stdin>: document 1 (CronJob c): has no pod template at spec.jobTemplate.spec.template",
+        ),
     ] {
         let out = run(&["inject", "-f", "-"], input);
         assert!(!out.status.success());
@@ -87,7 +126,9 @@ fn malformed_input_names_the_document_and_fails() {
         assert!(stderr.starts_with(message), "{stderr}");
     }
     let out = run(&["inject", "-f", "does-not-exist.yaml"], "");
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: cannot read does-not-exist.yaml"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: cannot read does-not-exist.yaml")
+    );
 }
 
 #[test]
@@ -105,11 +146,29 @@ fn certs_command_writes_the_files() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("certs");
     let out_dir = out_dir.to_str().unwrap();
-    let out = run(&["certs", "--out", out_dir, "--dns", "webhook.svc", "--ip", "127.0.0.1"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "certs",
+            "--out",
+            out_dir,
+            "--dns",
+            "webhook.svc",
+            "--ip",
+            "127.0.0.1",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 4);
     let again = run(&["certs", "--out", out_dir, "--dns", "webhook.svc"], "");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
     let none = run(&["certs", "--out", out_dir, "--force"], "");
-    assert!(String::from_utf8_lossy(&none.stderr).contains("give at least one --dns name or --ip address"));
+    assert!(
+        String::from_utf8_lossy(&none.stderr)
+            .contains("give at least one --dns name or --ip address")
+    );
 }

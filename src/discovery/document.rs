@@ -69,11 +69,30 @@ impl IssuerUrl {
         if path.contains("//") {
             return Err(invalid("its path must not have empty segments (//)"));
         }
+        // RFC 3986 pchar: anything else would need percent-encoding, and `{`/`}` would also be
+        // taken for route parameters.
+        let pchar = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@%/".contains(c);
+        if !path.chars().all(pchar) {
+            return Err(invalid(
+                "its path holds characters that must be percent-encoded",
+            ));
+        }
         let uri: axum::http::Uri = value
             .parse()
             .map_err(|_| invalid("it is not a valid URL"))?;
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(invalid("it has no host"));
+        let host = uri.host().unwrap_or_default();
+        let dns_or_ip = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        let ipv6 = host.starts_with('[') && host.ends_with(']');
+        if host.is_empty() || !(ipv6 || host.chars().all(dns_or_ip)) {
+            return Err(invalid("its host is not a DNS name or IP address"));
+        }
+        let port = authority.strip_prefix(host).unwrap_or(authority);
+        if !(port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok()))
+        {
+            return Err(invalid("its port is not a number from 0 to 65535"));
         }
         Ok(Self {
             url: value.to_owned(),
@@ -104,6 +123,16 @@ impl IssuerUrl {
 pub enum Kind {
     Discovery,
     Jwks,
+}
+
+impl Kind {
+    /// The path of this document below the issuer.
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Discovery => DISCOVERY_PATH,
+            Kind::Jwks => JWKS_PATH,
+        }
+    }
 }
 
 impl std::fmt::Display for Kind {

@@ -66,6 +66,16 @@ fn issuer_url_accepts_https_hosts_ports_and_paths() {
             "https://h.example/clusters/prod/openid/v1/jwks",
         ),
         ("https://127.0.0.1", "", "https://127.0.0.1/openid/v1/jwks"),
+        (
+            "https://[::1]:8443",
+            "",
+            "https://[::1]:8443/openid/v1/jwks",
+        ),
+        (
+            "https://h.example/a%20b/~c",
+            "/a%20b/~c",
+            "https://h.example/a%20b/~c/openid/v1/jwks",
+        ),
     ] {
         let parsed = issuer(url);
         assert_eq!(parsed.as_str(), url, "used verbatim");
@@ -111,7 +121,23 @@ fn issuer_url_refuses_each_bad_form_with_its_reason() {
             "https://oidc.example.com/a b",
             "it must not contain spaces or control characters",
         ),
-        ("https://oidc.example.com:port", "it is not a valid URL"),
+        (
+            "https://oidc.example.com:port",
+            "its port is not a number from 0 to 65535",
+        ),
+        (
+            "https://oidc.example.com:70000",
+            "its port is not a number from 0 to 65535",
+        ),
+        (
+            "https://oidc_example!.com",
+            "its host is not a DNS name or IP address",
+        ),
+        (
+            "https://oidc.example.com/{cluster}",
+            "its path holds characters that must be percent-encoded",
+        ),
+        ("https://[::1", "it is not a valid URL"),
     ] {
         let err = IssuerUrl::parse(url).unwrap_err().to_string();
         assert_eq!(err, format!("--issuer-url {url:?} is invalid: {reason}"));
@@ -137,12 +163,19 @@ fn issuer_differing_only_by_a_trailing_slash_is_a_mismatch_that_says_so() {
     assert_eq!(err.reason(), "issuer_mismatch");
     assert!(err.is_issuer_mismatch());
     let err = check_issuer(&issuer("https://oidc.example.com/"), &discovery(ISSUER)).unwrap_err();
-    assert!(matches!(err, DocumentError::IssuerTrailingSlash { .. }), "{err}");
+    assert!(
+        matches!(err, DocumentError::IssuerTrailingSlash { .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn other_issuer_is_a_mismatch_naming_both() {
-    let err = check_issuer(&issuer(ISSUER), &discovery("https://kubernetes.default.svc")).unwrap_err();
+    let err = check_issuer(
+        &issuer(ISSUER),
+        &discovery("https://kubernetes.default.svc"),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "the API server's issuer \"https://kubernetes.default.svc\" is not --issuer-url \
@@ -387,7 +420,8 @@ fn published_jwks_keeps_only_public_members_in_a_fixed_order() {
     key["key_ops"] = json!(["verify"]);
     key["ext"] = json!(true);
     // Members in another order than ours.
-    let ec_key = json!({"y": b64(32, 2), "x": b64(32, 1), "crv": "P-256", "kid": "ec-1", "kty": "EC"});
+    let ec_key =
+        json!({"y": b64(32, 2), "x": b64(32, 1), "crv": "P-256", "kid": "ec-1", "kty": "EC"});
     let mut upstream = json!({"keys": [key, ec_key]});
     upstream["extra"] = json!("top-level members are dropped too");
     let keys = public_keys(&serde_json::to_vec(&upstream).unwrap()).unwrap();
@@ -404,12 +438,7 @@ fn published_jwks_keeps_only_public_members_in_a_fixed_order() {
 
 #[test]
 fn discovery_document_is_rendered_from_the_issuer_and_the_keys() {
-    let docs = validate(
-        &issuer(ISSUER),
-        &discovery(ISSUER),
-        &jwks(vec![rsa("a")]),
-    )
-    .unwrap();
+    let docs = validate(&issuer(ISSUER), &discovery(ISSUER), &jwks(vec![rsa("a")])).unwrap();
     assert_eq!(
         String::from_utf8(docs.discovery.body).unwrap(),
         r#"{"issuer":"https://oidc.example.com","jwks_uri":"https://oidc.example.com/openid/v1/jwks","response_types_supported":["id_token"],"subject_types_supported":["public"],"id_token_signing_alg_values_supported":["RS256"],"claims_supported":["sub","iss"]}"#
@@ -430,8 +459,16 @@ fn signing_algorithms_come_from_the_keys_in_a_stable_order() {
     };
     let mut bare_rsa = rsa("r");
     bare_rsa.as_object_mut().unwrap().remove("alg");
-    assert_eq!(algs(vec![bare_rsa]), json!(["RS256"]), "RSA defaults to RS256");
-    assert_eq!(algs(vec![ec("e", "P-384", 48)]), json!(["ES384"]), "EC follows its curve");
+    assert_eq!(
+        algs(vec![bare_rsa]),
+        json!(["RS256"]),
+        "RSA defaults to RS256"
+    );
+    assert_eq!(
+        algs(vec![ec("e", "P-384", 48)]),
+        json!(["ES384"]),
+        "EC follows its curve"
+    );
     assert_eq!(algs(vec![ec("e", "P-521", 66)]), json!(["ES512"]));
     let mut ps = rsa("p");
     ps["alg"] = json!("PS256");
@@ -448,7 +485,10 @@ fn etag_is_a_quoted_hash_of_the_body() {
     let b = validate(&issuer(ISSUER), &discovery(ISSUER), &jwks(vec![rsa("b")])).unwrap();
     assert_eq!(a, again);
     assert_ne!(a.jwks.etag, b.jwks.etag);
-    assert_eq!(a.discovery.etag, b.discovery.etag, "same algorithms, same document");
+    assert_eq!(
+        a.discovery.etag, b.discovery.etag,
+        "same algorithms, same document"
+    );
     assert_eq!(a.jwks.etag.len(), 45);
     assert!(a.jwks.etag.starts_with('"') && a.jwks.etag.ends_with('"'));
 }

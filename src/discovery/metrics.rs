@@ -36,7 +36,7 @@ impl Default for DiscoveryMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("irsa_discovery");
         let fetches = Family::<ResultLabels, Counter>::default();
-        fetches.get_or_create(&ResultLabels { result: "ok" });
+        fetches.get_or_create(&ResultLabels { result: "ok" }).get();
         let last_success = Gauge::default();
         let keys = Gauge::default();
         let requests = Family::<RequestLabels, Counter>::default();

@@ -1,0 +1,113 @@
+//! Writes the published documents to a directory for static hosting.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::document::{DISCOVERY_PATH, Documents, JWKS_PATH};
+
+/// A file of `--export-dir` that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct ExportError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// `--export-dir`, with both subdirectories created up front so a bad directory fails start-up.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    discovery: PathBuf,
+    jwks: PathBuf,
+}
+
+impl Exporter {
+    /// Creates `dir/.well-known` and `dir/openid/v1`.
+    pub fn new(dir: &Path) -> Result<Self, ExportError> {
+        let exporter = Self {
+            discovery: dir.join(DISCOVERY_PATH.trim_start_matches('/')),
+            jwks: dir.join(JWKS_PATH.trim_start_matches('/')),
+        };
+        for file in [&exporter.discovery, &exporter.jwks] {
+            let parent = file.parent().expect("a joined path has a parent");
+            std::fs::create_dir_all(parent).map_err(|source| ExportError {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        Ok(exporter)
+    }
+
+    /// Writes both files, the JWKS first: a reader that sees the new discovery document then
+    /// finds the keys it points to.
+    pub fn write(&self, docs: &Documents) -> Result<(), ExportError> {
+        replace(&self.jwks, &docs.jwks.body)?;
+        replace(&self.discovery, &docs.discovery.body)
+    }
+}
+
+/// Writes a temporary file next to `path` and renames it over `path`, so a reader sees the old
+/// or the new content, never a mix.
+fn replace(path: &Path, content: &[u8]) -> Result<(), ExportError> {
+    let name = path
+        .file_name()
+        .expect("constant file name")
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ExportError {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::document::{IssuerUrl, public_keys, render};
+
+    fn docs(kid: &str) -> Documents {
+        let jwks = format!(r#"{{"keys":[{{"kty":"RSA","kid":"{kid}","n":"AQAB","e":"AQAB"}}]}}"#);
+        let issuer = IssuerUrl::parse("https://issuer.example").unwrap();
+        render(&issuer, &public_keys(jwks.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn writes_both_documents_at_their_public_paths_and_replaces_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let exporter = Exporter::new(&dir.path().join("site")).unwrap();
+        exporter.write(&docs("a")).unwrap();
+        let read = |p: &str| std::fs::read(dir.path().join("site").join(p)).unwrap();
+        assert_eq!(
+            read(".well-known/openid-configuration"),
+            docs("a").discovery.body
+        );
+        assert_eq!(read("openid/v1/jwks"), docs("a").jwks.body);
+        exporter.write(&docs("b")).unwrap();
+        assert_eq!(read("openid/v1/jwks"), docs("b").jwks.body);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("site/openid/v1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["jwks"], "no temporary files left behind");
+    }
+
+    #[test]
+    fn an_unusable_directory_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let err = Exporter::new(&file).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("cannot write {}/.well-known: ", file.display())),
+            "{err}"
+        );
+    }
+}
