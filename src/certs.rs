@@ -1,9 +1,6 @@
 //! A CA and a serving certificate signed by it (rcgen), for the webhook and for tests.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -121,27 +118,12 @@ impl Bundle {
             .iter()
             .map(|(name, pem, mode)| {
                 let path = dir.join(name);
-                write_file(&path, pem, *mode)
+                crate::files::write_atomically(&path, pem.as_bytes(), *mode)
                     .map(|()| path.clone())
                     .map_err(|source| CertsError::Write { path, source })
             })
             .collect()
     }
-}
-
-/// Writes via a temporary file and rename, so a reader never sees half a file.
-fn write_file(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    file.write_all(content.as_bytes())?;
-    file.sync_all()?;
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    std::fs::rename(&tmp, path)
 }
 
 fn name(common_name: &str) -> DistinguishedName {

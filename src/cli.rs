@@ -305,7 +305,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         let health = server::serve(
             health_listener,
             None,
-            server::health_router(index, metrics, draining),
+            server::health_router(
+                move || {
+                    if draining.load(Ordering::Acquire) {
+                        Err("shutting down".into())
+                    } else if !index.is_ready() {
+                        Err("ServiceAccount index not synced yet".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+                move || metrics.encode(),
+            ),
             shutdown.clone(),
             Duration::from_secs(1),
         );
@@ -386,7 +397,7 @@ fn run_discovery(args: DiscoveryArgs) -> Result<()> {
         let health = server::serve(
             health_listener,
             None,
-            discovery::server::health_router(store, metrics),
+            server::health_router(move || store.readiness(), move || metrics.encode()),
             shutdown.clone(),
             Duration::from_secs(1),
         );

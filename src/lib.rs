@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod files;
 pub mod identity;
 pub mod inject;
 pub mod manifest;

@@ -136,11 +136,16 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        encode(&self.registry)
     }
+}
+
+/// The OpenMetrics text exposition of `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::with_capacity(4096);
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
+    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -47,24 +46,25 @@ pub fn webhook_router(webhook: Arc<Webhook>) -> Router {
         .with_state(webhook)
 }
 
-/// `/livez`, `/readyz` and `/metrics`.
-pub fn health_router(index: Index, metrics: Arc<Metrics>, draining: Arc<AtomicBool>) -> Router {
+/// Why a component is not ready.
+pub type Readiness = Result<(), String>;
+
+/// `/livez`, `/readyz` (503 with the reason when `ready` says so) and `/metrics` (the text
+/// `metrics` renders), for a plain listener that is never exposed publicly.
+pub fn health_router(
+    ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Router {
     let readyz = move || {
-        let (index, draining) = (index.clone(), draining.clone());
+        let ready = ready.clone();
         async move {
-            if draining.load(Ordering::Acquire) {
-                (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-            } else if !index.is_ready() {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceAccount index not synced yet\n",
-                )
-            } else {
-                (StatusCode::OK, "ok\n")
+            match ready() {
+                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             }
         }
     };
-    let metrics_text = move || {
+    let metrics = move || {
         let metrics = metrics.clone();
         async move {
             (
@@ -72,14 +72,14 @@ pub fn health_router(index: Index, metrics: Arc<Metrics>, draining: Arc<AtomicBo
                     header::CONTENT_TYPE,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )],
-                metrics.encode(),
+                metrics(),
             )
         }
     };
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics))
 }
 
 async fn handle_mutate(

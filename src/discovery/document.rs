@@ -495,6 +495,14 @@ fn public_key(index: usize, value: &Value) -> Result<PublicJwk, DocumentError> {
     Ok(jwk)
 }
 
+/// Rendered documents with one RSA key `kid`, for tests.
+#[cfg(test)]
+pub(crate) fn sample_documents(kid: &str) -> Documents {
+    let jwks = format!(r#"{{"keys":[{{"kty":"RSA","kid":"{kid}","n":"AQAB","e":"AQAB"}}]}}"#);
+    let issuer = IssuerUrl::parse("https://issuer.example").unwrap();
+    render(&issuer, &public_keys(jwks.as_bytes()).unwrap())
+}
+
 #[cfg(test)]
 #[path = "document_tests.rs"]
 mod tests;

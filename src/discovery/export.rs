@@ -1,6 +1,5 @@
 //! Writes the published documents to a directory for static hosting.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::document::{DISCOVERY_PATH, Documents, JWKS_PATH};
@@ -45,39 +44,17 @@ impl Exporter {
     }
 }
 
-/// Writes a temporary file next to `path` and renames it over `path`, so a reader sees the old
-/// or the new content, never a mix.
 fn replace(path: &Path, content: &[u8]) -> Result<(), ExportError> {
-    let name = path
-        .file_name()
-        .expect("constant file name")
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(content)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ExportError {
-            path: path.to_owned(),
-            source,
-        }
+    crate::files::write_atomically(path, content, 0o644).map_err(|source| ExportError {
+        path: path.to_owned(),
+        source,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::document::{IssuerUrl, public_keys, render};
-
-    fn docs(kid: &str) -> Documents {
-        let jwks = format!(r#"{{"keys":[{{"kty":"RSA","kid":"{kid}","n":"AQAB","e":"AQAB"}}]}}"#);
-        let issuer = IssuerUrl::parse("https://issuer.example").unwrap();
-        render(&issuer, &public_keys(jwks.as_bytes()).unwrap())
-    }
+    use crate::discovery::document::sample_documents as docs;
 
     #[test]
     fn writes_both_documents_at_their_public_paths_and_replaces_them() {

@@ -95,10 +95,7 @@ impl DiscoveryMetrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        crate::metrics::encode(&self.registry)
     }
 }
 

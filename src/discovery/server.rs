@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::any;
 
 use super::Settings;
 use super::document::{DISCOVERY_PATH, JWKS_PATH, Kind};
@@ -65,35 +65,6 @@ pub fn public_router(
             );
     }
     router.fallback(not_found).with_state(public)
-}
-
-/// `/livez`, `/readyz` (with the reason when not ready) and `/metrics`.
-pub fn health_router(store: Arc<Store>, metrics: Arc<DiscoveryMetrics>) -> Router {
-    let readyz = move || {
-        let store = store.clone();
-        async move {
-            match store.readiness() {
-                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-                Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-            }
-        }
-    };
-    let metrics_text = move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                metrics.encode(),
-            )
-        }
-    };
-    Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
 }
 
 impl Public {

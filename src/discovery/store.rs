@@ -128,13 +128,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::document::{IssuerUrl, public_keys, render};
-
-    fn docs(kid: &str) -> Documents {
-        let jwks = format!(r#"{{"keys":[{{"kty":"RSA","kid":"{kid}","n":"AQAB","e":"AQAB"}}]}}"#);
-        let issuer = IssuerUrl::parse("https://issuer.example").unwrap();
-        render(&issuer, &public_keys(jwks.as_bytes()).unwrap())
-    }
+    use crate::discovery::document::sample_documents as docs;
 
     fn store(max_stale: Duration) -> Store {
         Store::new(max_stale, Arc::new(AtomicBool::new(false)))
