@@ -7,6 +7,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls_pki_types::pem::PemObject;
 
 /// File names written by [`write`].
 pub const CA_CERT: &str = "ca.crt";
@@ -32,10 +33,12 @@ pub enum CertsError {
     },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("unreadable certificate: {0}")]
+    Unreadable(String),
 }
 
 /// PEM text of a CA and a serving certificate and their keys.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     pub ca_cert: String,
     pub ca_key: String,
@@ -43,15 +46,11 @@ pub struct Bundle {
     pub tls_key: String,
 }
 
-/// Generates an ECDSA P-256 CA and a serving certificate for `dns` and `ips`, valid `days`.
+/// Generates an ECDSA P-256 CA (valid twice as long) and a serving certificate for `dns` and
+/// `ips` signed by it, valid `days`.
 pub fn generate(dns: &[String], ips: &[IpAddr], days: u32) -> Result<Bundle, CertsError> {
-    if dns.is_empty() && ips.is_empty() {
-        return Err(CertsError::NoNames);
-    }
-    if !(1..=3650).contains(&days) {
-        return Err(CertsError::BadDays(days));
-    }
-    let now = time_now();
+    check_request(dns, ips, days)?;
+    let now = time::OffsetDateTime::now_utc();
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = name("irsa-webhook CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -60,37 +59,126 @@ pub fn generate(dns: &[String], ips: &[IpAddr], days: u32) -> Result<Bundle, Cer
     ca_params.not_after = now + time::Duration::days(2 * i64::from(days));
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
+    let (tls_cert, tls_key) = serving(&Issuer::from_params(&ca_params, &ca_key), dns, ips, days)?;
+    Ok(Bundle {
+        ca_cert: ca_cert.pem(),
+        ca_key: ca_key.serialize_pem(),
+        tls_cert,
+        tls_key,
+    })
+}
 
+/// A new serving certificate signed by an existing CA; returns the bundle with that CA.
+pub fn resign(
+    ca_cert: &str,
+    ca_key: &str,
+    dns: &[String],
+    ips: &[IpAddr],
+    days: u32,
+) -> Result<Bundle, CertsError> {
+    check_request(dns, ips, days)?;
+    let key = KeyPair::from_pem(ca_key)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert, &key)?;
+    let (tls_cert, tls_key) = serving(&issuer, dns, ips, days)?;
+    Ok(Bundle {
+        ca_cert: ca_cert.to_owned(),
+        ca_key: ca_key.to_owned(),
+        tls_cert,
+        tls_key,
+    })
+}
+
+fn check_request(dns: &[String], ips: &[IpAddr], days: u32) -> Result<(), CertsError> {
+    if dns.is_empty() && ips.is_empty() {
+        return Err(CertsError::NoNames);
+    }
+    if !(1..=3650).contains(&days) {
+        return Err(CertsError::BadDays(days));
+    }
+    Ok(())
+}
+
+/// A `serverAuth` certificate for `dns` and `ips` and its new key, as PEM.
+fn serving(
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    dns: &[String],
+    ips: &[IpAddr],
+    days: u32,
+) -> Result<(String, String), CertsError> {
+    let now = time::OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     params.distinguished_name = name(dns.first().map_or("irsa-webhook", String::as_str));
     params.subject_alt_names = dns
         .iter()
         .map(|d| {
+            if d.is_empty() || d.contains(' ') {
+                return Err(CertsError::BadDnsName(d.clone()));
+            }
             let ia5 = d
                 .as_str()
                 .try_into()
                 .map_err(|_| CertsError::BadDnsName(d.clone()))?;
-            if d.is_empty() || d.contains(' ') {
-                return Err(CertsError::BadDnsName(d.clone()));
-            }
             Ok(SanType::DnsName(ia5))
         })
         .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
         .collect::<Result<_, _>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = ca_params.not_before;
+    params.not_before = now - time::Duration::seconds(300);
     params.not_after = now + time::Duration::days(i64::from(days));
     let key = KeyPair::generate()?;
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
 
-    Ok(Bundle {
-        ca_cert: ca_cert.pem(),
-        ca_key: ca_key.serialize_pem(),
-        tls_cert: cert.pem(),
-        tls_key: key.serialize_pem(),
-    })
+/// What a certificate says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Validity, as Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// DNS subject alternative names.
+    pub dns_names: Vec<String>,
+}
+
+impl CertInfo {
+    /// Reads the first certificate of a PEM text.
+    pub fn from_pem(pem: &str) -> Result<Self, CertsError> {
+        let bad = |reason: String| CertsError::Unreadable(reason);
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .ok_or_else(|| bad("no PEM certificate".into()))?
+            .map_err(|e| bad(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
+        let dns_names = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            dns_names,
+        })
+    }
+
+    /// True when less than a third of the validity is left at `now` (Unix seconds), or it has
+    /// not started yet.
+    pub fn needs_renewal(&self, now: i64) -> bool {
+        let lifetime = self.not_after - self.not_before;
+        now < self.not_before || self.not_after - now < lifetime / 3
+    }
 }
 
 impl Bundle {
@@ -132,14 +220,30 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-fn time_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn resigning_keeps_the_ca() {
+        let first = generate(&["a.svc".into()], &[], 30).unwrap();
+        let second = resign(&first.ca_cert, &first.ca_key, &["b.svc".into()], &[], 30).unwrap();
+        assert_eq!(second.ca_cert, first.ca_cert);
+        assert_ne!(second.tls_cert, first.tls_cert);
+        assert_eq!(
+            CertInfo::from_pem(&second.tls_cert).unwrap().dns_names,
+            ["b.svc"]
+        );
+        assert!(matches!(
+            resign("garbage", &first.ca_key, &["b".into()], &[], 30),
+            Err(CertsError::Generate(_))
+        ));
+        assert!(matches!(
+            CertInfo::from_pem("garbage"),
+            Err(CertsError::Unreadable(_))
+        ));
+    }
 
     #[test]
     fn bad_inputs_are_named() {
@@ -173,6 +277,11 @@ mod tests {
         let err = bundle.write(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("pass --force"), "{err}");
         bundle.write(dir.path(), true).unwrap();
+        let info = CertInfo::from_pem(&bundle.tls_cert).unwrap();
+        assert_eq!(info.dns_names, ["webhook.ns.svc"]);
+        assert_eq!(info.not_after - info.not_before, 30 * 86_400 + 300);
+        assert!(!info.needs_renewal(info.not_before + 10 * 86_400));
+        assert!(info.needs_renewal(info.not_after - 9 * 86_400));
         // The pair is usable by our own TLS server.
         crate::tls::server_config(&dir.path().join(TLS_CERT), &dir.path().join(TLS_KEY)).unwrap();
     }

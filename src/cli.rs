@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::certsecret::CertSecret;
 use crate::config::{InjectionConfig, InjectionSettings};
 use crate::discovery::export::Exporter;
 use crate::discovery::metrics::DiscoveryMetrics;
@@ -19,7 +20,7 @@ use crate::discovery::refresh::Refresher;
 use crate::discovery::source::ApiServer;
 use crate::discovery::store::Store;
 use crate::inject::Injector;
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::{Metrics, count_reloads};
 use crate::server::{self, Webhook};
 use crate::serviceaccounts::Index;
 use crate::tls::ReloadingConfig;
@@ -116,11 +117,37 @@ struct ServeArgs {
     #[arg(long, env = "IRSA_METRICS_PORT", default_value_t = 9999)]
     metrics_port: u16,
     /// PEM certificate chain; re-read when it changes.
-    #[arg(long, env = "IRSA_TLS_CERT")]
-    tls_cert: PathBuf,
+    #[arg(
+        long,
+        env = "IRSA_TLS_CERT",
+        required_unless_present = "cert_secret",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
     /// PEM private key; re-read when it changes.
-    #[arg(long, env = "IRSA_TLS_KEY")]
-    tls_key: PathBuf,
+    #[arg(long, env = "IRSA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Keep a self-managed CA and serving certificate in this Secret instead of --tls-cert/--tls-key.
+    #[arg(long, env = "IRSA_CERT_SECRET", conflicts_with_all = ["tls_cert", "tls_key"],
+          requires_all = ["cert_secret_namespace", "cert_dns"])]
+    cert_secret: Option<String>,
+    /// Namespace of --cert-secret (in a pod: its own namespace).
+    #[arg(long, env = "IRSA_CERT_SECRET_NAMESPACE", requires = "cert_secret")]
+    cert_secret_namespace: Option<String>,
+    /// DNS names of the self-managed serving certificate (the Service's names); repeatable.
+    #[arg(
+        long,
+        env = "IRSA_CERT_DNS",
+        value_delimiter = ',',
+        requires = "cert_secret"
+    )]
+    cert_dns: Vec<String>,
+    /// MutatingWebhookConfiguration whose caBundle follows the self-managed CA.
+    #[arg(long, env = "IRSA_WEBHOOK_CONFIG", requires = "cert_secret")]
+    webhook_config: Option<String>,
+    /// How often the self-managed certificate Secret is checked for renewal and changes.
+    #[arg(long, env = "IRSA_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    cert_check_interval: Duration,
     /// Kubeconfig to use instead of the in-cluster configuration (or $KUBECONFIG).
     #[arg(long, env = "IRSA_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -253,16 +280,36 @@ fn init_logging(format: LogFormat, filter: &str) -> Result<()> {
 fn serve(args: ServeArgs) -> Result<()> {
     let cfg = Arc::new(args.injection.config()?);
     let metrics = Arc::new(Metrics::default());
-    let reloads = metrics.tls_reloads.clone();
-    let tls = ReloadingConfig::load(&args.tls_cert, &args.tls_key, move |result| {
-        let result = if result.is_ok() { "ok" } else { "error" };
-        reloads.get_or_create(&ResultLabels { result }).inc();
-    })?;
+    let file_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ReloadingConfig::load(
+            cert,
+            key,
+            count_reloads(&metrics.tls_reloads),
+        )?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let client = match (&args.service_accounts_file, &args.cert_secret) {
+            (Some(_), None) => None,
+            _ => Some(
+                kube_client(
+                    args.kubeconfig.as_ref(),
+                    "pass --kubeconfig or --service-accounts-file",
+                )
+                .await?,
+            ),
+        };
+        let tls = match file_tls {
+            Some(tls) => Arc::new(tls),
+            None => {
+                let client = client.clone().expect("a client exists with --cert-secret");
+                self_managed_tls(&args, client, &metrics).await?
+            }
+        };
         let index = match &args.service_accounts_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -274,11 +321,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 Index::from_entries(entries, cfg.clone(), metrics.clone())
             }
             None => {
-                let client = kube_client(
-                    args.kubeconfig.as_ref(),
-                    "pass --kubeconfig or --service-accounts-file",
-                )
-                .await?;
+                let client = client.expect("a client exists without --service-accounts-file");
                 let (index, watch) =
                     Index::watch(client, args.lookup_timeout, cfg.clone(), metrics.clone());
                 tokio::spawn(watch);
@@ -297,7 +340,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let webhook = Arc::new(Webhook { cfg, index: index.clone(), metrics: metrics.clone() });
         let admission = server::serve(
             webhook_listener,
-            Some(Arc::new(tls)),
+            Some(tls),
             server::webhook_router(webhook),
             shutdown.clone(),
             args.shutdown_timeout,
@@ -327,6 +370,42 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// The client from `kubeconfig`, or inferred; `hint` says what to do when there is none.
+/// Loads (creating or renewing) the self-managed certificate, publishes its CA, and keeps both
+/// current in the background.
+async fn self_managed_tls(
+    args: &ServeArgs,
+    client: kube::Client,
+    metrics: &Metrics,
+) -> Result<Arc<ReloadingConfig>> {
+    let secret = args.cert_secret.as_deref().expect("checked by the caller");
+    let namespace = args
+        .cert_secret_namespace
+        .as_deref()
+        .expect("required by clap");
+    let manager = CertSecret::new(
+        client,
+        namespace,
+        secret,
+        args.cert_dns.clone(),
+        args.webhook_config.clone(),
+    );
+    let material = manager
+        .ensure()
+        .await
+        .context("cannot load or create the self-managed certificate")?;
+    if let Err(err) = manager.sync_ca_bundle(&material.ca_bundle()).await {
+        tracing::error!(error = %err, "caBundle not updated; retrying in the background");
+    }
+    let (cert, key) = material.pem_sources();
+    let tls = Arc::new(ReloadingConfig::from_pem(
+        &cert,
+        &key,
+        count_reloads(&metrics.tls_reloads),
+    )?);
+    tokio::spawn(manager.maintain(tls.clone(), material, args.cert_check_interval));
+    Ok(tls)
+}
+
 async fn kube_client(kubeconfig: Option<&PathBuf>, hint: &str) -> Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
@@ -353,13 +432,11 @@ fn run_discovery(args: DiscoveryArgs) -> Result<()> {
     let exporter = args.export_dir.as_deref().map(Exporter::new).transpose()?;
     let metrics = Arc::new(DiscoveryMetrics::default());
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let reloads = metrics.tls_reloads.clone();
-            Some(Arc::new(ReloadingConfig::load(cert, key, move |result| {
-                let result = if result.is_ok() { "ok" } else { "error" };
-                reloads.get_or_create(&ResultLabels { result }).inc();
-            })?))
-        }
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadingConfig::load(
+            cert,
+            key,
+            count_reloads(&metrics.tls_reloads),
+        )?)),
         _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

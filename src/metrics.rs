@@ -140,6 +140,17 @@ impl Metrics {
     }
 }
 
+/// A TLS reload hook counting results into `family` as `ok` or `error`.
+pub fn count_reloads(
+    family: &Family<ResultLabels, Counter>,
+) -> impl Fn(Result<(), &crate::tls::TlsError>) + Send + Sync + 'static {
+    let family = family.clone();
+    move |result| {
+        let result = if result.is_ok() { "ok" } else { "error" };
+        family.get_or_create(&ResultLabels { result }).inc();
+    }
+}
+
 /// The OpenMetrics text exposition of `registry`.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::with_capacity(4096);

@@ -23,16 +23,16 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} holds no PEM certificate")]
-    NoCertificate { path: PathBuf },
-    #[error("{path} is not a PEM certificate chain: {reason}")]
-    BadCertificate { path: PathBuf, reason: String },
-    #[error("{path} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {reason}")]
-    BadKey { path: PathBuf, reason: String },
+    #[error("{name} holds no PEM certificate")]
+    NoCertificate { name: String },
+    #[error("{name} is not a PEM certificate chain: {reason}")]
+    BadCertificate { name: String, reason: String },
+    #[error("{name} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {reason}")]
+    BadKey { name: String, reason: String },
     #[error("{cert} and {key} do not form a usable pair: {source}")]
     Pair {
-        cert: PathBuf,
-        key: PathBuf,
+        cert: String,
+        key: String,
         source: rustls::Error,
     },
 }
@@ -59,13 +59,18 @@ impl From<&Metadata> for Stamp {
 /// Called after every reload attempt, e.g. to count it.
 type ReloadHook = dyn Fn(Result<(), &TlsError>) + Send + Sync;
 
-/// A TLS server configuration that follows its certificate and key files.
+/// A TLS server configuration that follows its certificate and key files, or that is replaced
+/// explicitly when it comes from elsewhere (a Secret).
 pub struct ReloadingConfig {
+    current: ArcSwap<ServerConfig>,
+    files: Option<Files>,
+    on_reload: Box<ReloadHook>,
+}
+
+struct Files {
     cert: PathBuf,
     key: PathBuf,
-    current: ArcSwap<ServerConfig>,
     stamps: Mutex<(Stamp, Stamp)>,
-    on_reload: Box<ReloadHook>,
 }
 
 impl ReloadingConfig {
@@ -79,12 +84,35 @@ impl ReloadingConfig {
         let stamps = (stamp(&cert)?, stamp(&key)?);
         let config = server_config(&cert, &key)?;
         Ok(Self {
-            cert,
-            key,
             current: ArcSwap::from_pointee(config),
-            stamps: Mutex::new(stamps),
+            files: Some(Files {
+                cert,
+                key,
+                stamps: Mutex::new(stamps),
+            }),
             on_reload: Box::new(on_reload),
         })
+    }
+
+    /// A configuration from PEM in memory, changed only by [`replace_pem`](Self::replace_pem).
+    pub fn from_pem(
+        cert: &PemSource<'_>,
+        key: &PemSource<'_>,
+        on_reload: impl Fn(Result<(), &TlsError>) + Send + Sync + 'static,
+    ) -> Result<Self, TlsError> {
+        Ok(Self {
+            current: ArcSwap::from_pointee(server_config_from_pem(cert, key)?),
+            files: None,
+            on_reload: Box::new(on_reload),
+        })
+    }
+
+    /// Serves a new certificate from the next connection on; on error the current one stays.
+    pub fn replace_pem(&self, cert: &PemSource<'_>, key: &PemSource<'_>) -> Result<(), TlsError> {
+        let result =
+            server_config_from_pem(cert, key).map(|config| self.current.store(Arc::new(config)));
+        (self.on_reload)(result.as_ref().map(|_| ()));
+        result
     }
 
     /// The configuration for a new connection, reloaded first if the files changed.
@@ -94,19 +122,22 @@ impl ReloadingConfig {
     }
 
     fn reload_if_changed(&self) {
-        let (Ok(cert), Ok(key)) = (stamp(&self.cert), stamp(&self.key)) else {
+        let Some(files) = &self.files else {
+            return;
+        };
+        let (Ok(cert), Ok(key)) = (stamp(&files.cert), stamp(&files.key)) else {
             // Mid-swap or deleted: keep serving what we have; the next connection retries.
             return;
         };
-        let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stamps = files.stamps.lock().unwrap_or_else(|e| e.into_inner());
         if stamps.0 == cert && stamps.1 == key {
             return;
         }
-        match server_config(&self.cert, &self.key) {
+        match server_config(&files.cert, &files.key) {
             Ok(config) => {
                 self.current.store(Arc::new(config));
                 *stamps = (cert, key);
-                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
                 (self.on_reload)(Ok(()));
             }
             Err(err) => {
@@ -133,8 +164,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM certificate chain and key and builds a TLS 1.2/1.3 server configuration with
-/// ALPN `h2` and `http/1.1`.
+/// PEM text and a name for it in error messages (a path, or a Secret key).
+pub struct PemSource<'a> {
+    pub name: &'a str,
+    pub pem: &'a [u8],
+}
+
+/// Reads a PEM certificate chain and key from files and builds the server configuration.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
@@ -143,19 +179,37 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
         })
     };
     let (cert_pem, key_pem) = (read(cert)?, read(key)?);
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let (cert_name, key_name) = (cert.display().to_string(), key.display().to_string());
+    server_config_from_pem(
+        &PemSource {
+            name: &cert_name,
+            pem: &cert_pem,
+        },
+        &PemSource {
+            name: &key_name,
+            pem: &key_pem,
+        },
+    )
+}
+
+/// Builds a TLS 1.2/1.3 server configuration with ALPN `h2` and `http/1.1` from PEM.
+pub fn server_config_from_pem(
+    cert: &PemSource<'_>,
+    key: &PemSource<'_>,
+) -> Result<ServerConfig, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert.pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::BadCertificate {
-            path: cert.to_owned(),
+            name: cert.name.to_owned(),
             reason: e.to_string(),
         })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
-            path: cert.to_owned(),
+            name: cert.name.to_owned(),
         });
     }
-    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::BadKey {
-        path: key.to_owned(),
+    let private_key = PrivateKeyDer::from_pem_slice(key.pem).map_err(|e| TlsError::BadKey {
+        name: key.name.to_owned(),
         reason: e.to_string(),
     })?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -164,8 +218,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
         .map_err(|source| TlsError::Pair {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+            cert: cert.name.to_owned(),
+            key: key.name.to_owned(),
             source,
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -176,4 +230,57 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
 pub fn install_default_provider() {
     // Fails only if a provider is already installed, which is then the one we want anyway.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source<'a>(name: &'a str, pem: &'a str) -> PemSource<'a> {
+        PemSource {
+            name,
+            pem: pem.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn every_bad_pair_is_named() {
+        let a = crate::certs::generate(&["a".into()], &[], 1).unwrap();
+        let b = crate::certs::generate(&["b".into()], &[], 1).unwrap();
+        let cases = [
+            (
+                source("c", ""),
+                source("k", &a.tls_key),
+                "c holds no PEM certificate",
+            ),
+            (
+                source("c", &a.tls_cert),
+                source("k", "nope"),
+                "k holds no usable PEM private key",
+            ),
+            (
+                source("c", &a.tls_cert),
+                source("k", &b.tls_key),
+                "c and k do not form a usable pair",
+            ),
+        ];
+        for (cert, key, message) in cases {
+            let err = server_config_from_pem(&cert, &key).unwrap_err().to_string();
+            assert!(err.starts_with(message), "{err}");
+        }
+        let config =
+            server_config_from_pem(&source("c", &a.tls_cert), &source("k", &a.tls_key)).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        let missing = ReloadingConfig::load("/nonexistent/tls.crt", "/nonexistent/tls.key", |_| {});
+        assert!(
+            missing
+                .err()
+                .unwrap()
+                .to_string()
+                .starts_with("cannot read /nonexistent/tls.crt")
+        );
+    }
 }

@@ -415,3 +415,159 @@ async fn the_injected_volume_yields_a_token_the_api_server_signed() {
     assert_eq!(lifetime, expiration);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn self_managed_certificate_is_shared_published_and_rotated_without_failed_requests() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::api::core::v1::Secret;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    if !cluster().is_local() {
+        eprintln!("SKIPPED: the API server must reach the webhook as https://localhost");
+        return;
+    }
+    let env = env("selfcert").await;
+    env.service_account("app", &[("eks.amazonaws.com/role-arn", ARN)])
+        .await;
+    env.unregister(&env.config_name).await;
+    let config_name = format!("irsa-selfcert-{}", env.ns);
+    let args: Vec<String> = [
+        "--kubeconfig",
+        &cluster().kubeconfig.display().to_string(),
+        "--cert-secret",
+        "irsa-webhook-certs",
+        "--cert-secret-namespace",
+        &env.ns,
+        "--cert-dns",
+        "localhost",
+        "--webhook-config",
+        &config_name,
+        "--cert-check-interval",
+        "200ms",
+    ]
+    .map(String::from)
+    .to_vec();
+    // Two replicas start at once and race to create the Secret.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| support::Server::start_self_managed(&args));
+        let b = s.spawn(|| support::Server::start_self_managed(&args));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let url = format!("https://localhost:{}/mutate", a.addr.port());
+    env.register_url(&config_name, "Fail", &url, "", "IfNeeded")
+        .await;
+    env.wait_effective().await;
+
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.client.clone(), &env.ns);
+    let text =
+        |s: &Secret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
+    let secret = secrets.get("irsa-webhook-certs").await.unwrap();
+    let (old_ca, old_cert) = (text(&secret, "ca.crt"), text(&secret, "tls.crt"));
+    let served = |addr, cas: Vec<String>| async move {
+        let refs: Vec<&str> = cas.iter().map(String::as_str).collect();
+        let stream =
+            support::tls_connect(addr, support::roots(&refs), &[b"h2"], rustls::ALL_VERSIONS)
+                .await
+                .unwrap();
+        support::peer_cert(&stream)
+    };
+    let der = |pem: &str| {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    assert_eq!(served(a.addr, vec![old_ca.clone()]).await, der(&old_cert));
+    assert_eq!(
+        served(b.addr, vec![old_ca.clone()]).await,
+        der(&old_cert),
+        "both replicas serve the Secret's certificate"
+    );
+
+    // The caBundle is the Secret's CA and stays put: replicas agree, nobody flaps.
+    let configs: kube::Api<MutatingWebhookConfiguration> = kube::Api::all(env.client.clone());
+    let ca_bundle = |c: &MutatingWebhookConfiguration| {
+        String::from_utf8(
+            c.webhooks.as_ref().unwrap()[0]
+                .client_config
+                .ca_bundle
+                .clone()
+                .unwrap()
+                .0,
+        )
+        .unwrap()
+    };
+    let before = configs.get(&config_name).await.unwrap();
+    assert_eq!(ca_bundle(&before), old_ca);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = configs.get(&config_name).await.unwrap();
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "caBundle rewritten without cause"
+    );
+
+    // Rotate to a new CA under load (failurePolicy Fail: a TLS failure would fail a create).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (total, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = tokio::spawn({
+        let (client, ns) = (env.client.clone(), env.ns.clone());
+        let (stop, total, failed) = (stop.clone(), total.clone(), failed.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let created =
+                    support::e2e::create_pod(&client, &ns, pod("load", "app", &[]), true).await;
+                total.fetch_add(1, Ordering::Relaxed);
+                if created.status != 201 || !has_token_volume(&created.pod) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("failed during rotation: {created:?}");
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let next = irsa_webhook::certs::generate(&["localhost".into()], &[], 365).unwrap();
+    let rotation = json!({"stringData": {
+        "ca.crt": next.ca_cert, "ca.key": next.ca_key, "tls.crt": next.tls_cert, "tls.key": next.tls_key,
+        "ca-previous.crt": old_ca,
+    }});
+    secrets
+        .patch(
+            "irsa-webhook-certs",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&rotation),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while served(a.addr, vec![old_ca.clone(), next.ca_cert.clone()]).await != der(&next.tls_cert) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let rotated = configs.get(&config_name).await.unwrap();
+    assert_eq!(
+        ca_bundle(&rotated),
+        format!("{}{}", next.ca_cert, old_ca),
+        "old and new CA trusted"
+    );
+    assert_eq!(
+        served(b.addr, vec![next.ca_cert.clone()]).await,
+        der(&next.tls_cert)
+    );
+    let (total, failed) = (
+        total.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    eprintln!("{total} admissions during the rotation, {failed} failed");
+    assert!(total >= 10, "too little load to mean anything: {total}");
+    assert_eq!(failed, 0);
+    env.unregister(&config_name).await;
+    env.cleanup().await;
+}

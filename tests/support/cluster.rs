@@ -107,6 +107,8 @@ pub struct Cluster {
     bin: PathBuf,
     apiserver_args: Vec<String>,
     apiserver: std::sync::Mutex<Option<Guarded>>,
+    /// Signing keys added by [`Cluster::rotate_signing_key`], oldest first.
+    rotated_keys: std::sync::Mutex<Vec<PathBuf>>,
     // Dropped last: its guard removes `dir`. `None` for your own cluster.
     _etcd: Option<Guarded>,
 }
@@ -193,6 +195,7 @@ impl Cluster {
             bin,
             apiserver_args,
             apiserver: std::sync::Mutex::new(None),
+            rotated_keys: std::sync::Mutex::new(Vec::new()),
             _etcd: Some(etcd),
         };
         cluster.start_apiserver();
@@ -211,6 +214,7 @@ impl Cluster {
             bin: PathBuf::new(),
             apiserver_args: Vec::new(),
             apiserver: std::sync::Mutex::new(None),
+            rotated_keys: std::sync::Mutex::new(Vec::new()),
             _etcd: None,
         };
         let issuer = block_on(async {
@@ -245,13 +249,59 @@ impl Cluster {
         let log = self.dir.join("kube-apiserver.log");
         let guard = Guarded::spawn(
             &self.bin.join("kube-apiserver"),
-            &self.apiserver_args,
+            &self.current_apiserver_args(),
             &log,
             None,
         );
         *self.apiserver.lock().unwrap() = Some(guard);
         let port = self.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
         wait_for(&log, Duration::from_secs(90), || readyz(port, &self.ca_pem));
+    }
+
+    /// The API server's flags: after a rotation it signs with the newest key and still accepts
+    /// (and publishes in its JWKS) every older one.
+    fn current_apiserver_args(&self) -> Vec<String> {
+        let rotated = self.rotated_keys.lock().unwrap();
+        let Some(newest) = rotated.last() else {
+            return self.apiserver_args.clone();
+        };
+        let signing = "--service-account-signing-key-file=";
+        let mut args: Vec<String> = self
+            .apiserver_args
+            .iter()
+            .filter(|a| !a.starts_with(signing))
+            .cloned()
+            .collect();
+        // `--service-account-key-file` may be repeated; each adds its keys.
+        args.extend(
+            rotated
+                .iter()
+                .map(|k| format!("--service-account-key-file={}", k.display())),
+        );
+        args.push(format!("{signing}{}", newest.display()));
+        args
+    }
+
+    /// Rotates the service-account signing key: makes a new RSA key and restarts kube-apiserver
+    /// signing with it while keeping the old keys for verification. Returns the new key's path.
+    pub fn rotate_signing_key(&self) -> PathBuf {
+        assert!(
+            self.is_local(),
+            "cannot rotate the keys of your own cluster"
+        );
+        let key = {
+            let mut rotated = self.rotated_keys.lock().unwrap();
+            let key = self
+                .dir
+                .join("pki")
+                .join(format!("sa-{}.key", rotated.len() + 2));
+            rsa_key(&key);
+            rotated.push(key.clone());
+            key
+        };
+        self.stop_apiserver();
+        self.start_apiserver();
+        key
     }
 
     /// Stops kube-apiserver (etcd keeps running).

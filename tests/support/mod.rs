@@ -59,16 +59,22 @@ pub struct Server {
     args: Vec<String>,
 }
 
-fn spawn(cert_dir: &Path, port: u16, metrics_port: u16, args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+/// Starts `serve`, with the certificate files of `cert_dir` unless `args` bring their own TLS.
+fn spawn(cert_dir: Option<&Path>, port: u16, metrics_port: u16, args: &[String]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
+    command
         .arg("serve")
         .args(["--bind-address", &webhook_host().to_string()])
         .args(["--port", &port.to_string()])
-        .args(["--metrics-port", &metrics_port.to_string()])
-        .arg("--tls-cert")
-        .arg(cert_dir.join(certs::TLS_CERT))
-        .arg("--tls-key")
-        .arg(cert_dir.join(certs::TLS_KEY))
+        .args(["--metrics-port", &metrics_port.to_string()]);
+    if let Some(dir) = cert_dir {
+        command
+            .arg("--tls-cert")
+            .arg(dir.join(certs::TLS_CERT))
+            .arg("--tls-key")
+            .arg(dir.join(certs::TLS_KEY));
+    }
+    command
         .args(args)
         .env("IRSA_LOG_LEVEL", "info")
         .stdin(Stdio::null())
@@ -100,7 +106,7 @@ impl Server {
         let ca_pem = std::fs::read_to_string(cert_dir.join(certs::CA_CERT)).unwrap();
         let (port, metrics_port) = (free_port(), free_port());
         let server = Self {
-            child: spawn(&cert_dir, port, metrics_port, args),
+            child: spawn(Some(&cert_dir), port, metrics_port, args),
             addr: SocketAddr::new(webhook_host(), port),
             health: SocketAddr::new(webhook_host(), metrics_port),
             ca_pem,
@@ -111,11 +117,28 @@ impl Server {
         server
     }
 
+    /// Starts `serve` with `args` that configure TLS themselves (`--cert-secret`); `ca_pem` is
+    /// then empty.
+    pub fn start_self_managed(args: &[String]) -> Self {
+        let (port, metrics_port) = (free_port(), free_port());
+        let server = Self {
+            child: spawn(None, port, metrics_port, args),
+            addr: SocketAddr::new(webhook_host(), port),
+            health: SocketAddr::new(webhook_host(), metrics_port),
+            ca_pem: String::new(),
+            args: args.to_vec(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        server.wait_ready(Duration::from_secs(30));
+        server
+    }
+
     /// Kills the process and starts it again on the same ports with the same certificate.
     pub fn restart(&mut self) {
         self.stop();
+        let cert_dir = (!self.ca_pem.is_empty()).then(|| self.tls_dir());
         self.child = spawn(
-            &self.tls_dir(),
+            cert_dir.as_deref(),
             self.addr.port(),
             self.health.port(),
             &self.args,
@@ -274,6 +297,8 @@ pub async fn request(
 }
 
 pub mod cluster;
+pub mod discovery;
 pub mod e2e;
 pub mod sidecar;
+pub mod sts;
 pub mod tokens;
