@@ -12,6 +12,8 @@ die() { printf 'scripts/test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v flock >/dev/null || missing+=(util-linux)
+# The virtualenv for moto and the AWS CLI needs venv and ensurepip (python3-venv on Debian).
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (Debian packages)"
     command -v apt-get >/dev/null || die "need ${missing[*]} and there is no apt-get; install them"
@@ -23,10 +25,16 @@ command -v go >/dev/null || die "go not found: the end-to-end tests build kube-a
 
 # The control plane builds (minutes, once) while Rust compiles; both are cached afterwards.
 bin_out=$(mktemp)
-trap 'rm -f "$bin_out"' EXIT
+venv_out=$(mktemp)
+trap 'rm -f "$bin_out" "$venv_out"' EXIT
 say "control plane: tests/cluster/install.sh (background)"
 bash tests/cluster/install.sh >"$bin_out" &
 install_pid=$!
+# moto and the AWS CLI for tests/trust_chain.rs, in a virtualenv outside the work tree that is
+# rebuilt only when tests/python/requirements.txt changes.
+say "AWS stand-ins: tests/python/install.sh (background)"
+bash tests/python/install.sh >"$venv_out" &
+venv_pid=$!
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -40,6 +48,10 @@ wait "$install_pid" || die "tests/cluster/install.sh failed (see above): Go and 
 IRSA_BIN_DIR=$(tail -n 1 "$bin_out")
 export IRSA_BIN_DIR
 [ -x "$IRSA_BIN_DIR/kube-apiserver" ] && [ -x "$IRSA_BIN_DIR/etcd" ] || die "no binaries in $IRSA_BIN_DIR"
+wait "$venv_pid" || die "tests/python/install.sh failed (see above): python3 and PyPI are required"
+IRSA_PYTHON_VENV=$(tail -n 1 "$venv_out")
+export IRSA_PYTHON_VENV
+[ -x "$IRSA_PYTHON_VENV/bin/aws" ] && [ -x "$IRSA_PYTHON_VENV/bin/moto_server" ] || die "no aws or moto_server in $IRSA_PYTHON_VENV"
 
 say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"
 cargo test --locked --all-targets
