@@ -26,7 +26,8 @@ command -v go >/dev/null || die "go not found: the end-to-end tests build kube-a
 # The control plane builds (minutes, once) while Rust compiles; both are cached afterwards.
 bin_out=$(mktemp)
 venv_out=$(mktemp)
-trap 'rm -f "$bin_out" "$venv_out"' EXIT
+tools_out=$(mktemp)
+trap 'rm -f "$bin_out" "$venv_out" "$tools_out"' EXIT
 say "control plane: tests/cluster/install.sh (background)"
 bash tests/cluster/install.sh >"$bin_out" &
 install_pid=$!
@@ -35,6 +36,11 @@ install_pid=$!
 say "AWS stand-ins: tests/python/install.sh (background)"
 bash tests/python/install.sh >"$venv_out" &
 venv_pid=$!
+# helm 3, helm 4, kubeconform and the Kubernetes JSON schemas for tests/chart.rs, cached; built
+# after the control plane rather than beside it, since both Go builds use every core.
+say "chart tools: scripts/install-tools.sh (background, after the control plane)"
+(while kill -0 "$install_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-tools.sh) >"$tools_out" &
+tools_pid=$!
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -52,6 +58,10 @@ wait "$venv_pid" || die "tests/python/install.sh failed (see above): python3 and
 IRSA_PYTHON_VENV=$(tail -n 1 "$venv_out")
 export IRSA_PYTHON_VENV
 [ -x "$IRSA_PYTHON_VENV/bin/aws" ] && [ -x "$IRSA_PYTHON_VENV/bin/moto_server" ] || die "no aws or moto_server in $IRSA_PYTHON_VENV"
+wait "$tools_pid" || die "scripts/install-tools.sh failed (see above): Go, the Go module proxy, python3 and PyPI are required"
+IRSA_TOOLS_DIR=$(tail -n 1 "$tools_out")
+export IRSA_TOOLS_DIR
+[ -x "$IRSA_TOOLS_DIR/helm" ] && [ -x "$IRSA_TOOLS_DIR/kubeconform" ] || die "no helm or kubeconform in $IRSA_TOOLS_DIR"
 
 say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"
 cargo test --locked --all-targets

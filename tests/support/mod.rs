@@ -299,6 +299,7 @@ pub async fn request(
 pub mod cluster;
 pub mod discovery;
 pub mod e2e;
+pub mod helm;
 pub mod sidecar;
 pub mod sts;
 pub mod tokens;

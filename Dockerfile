@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+#
+# The irsa-webhook image: one binary, `serve` (the webhook) and `discovery` (the OIDC discovery
+# server), non-root, nothing else in it.
+#
+#   docker build -t ghcr.io/irsa-webhook/irsa-webhook:0.1.0 .
+#
+# Why distroless/cc and not distroless/static: `cargo build --release --locked` (the project's
+# release build, unchanged here) targets x86_64/aarch64-unknown-linux-gnu, so the binary links
+# glibc (and libgcc_s for unwinding). distroless/cc carries exactly those, from the same Debian
+# release as the builder, so the glibc the binary was linked against is the one it runs with.
+# distroless/static would need a musl build (another target, musl-tools for ring's and
+# mimalloc's C code, and a different allocator behaviour than the one we test and benchmark).
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN=trixie
+
+FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS build
+WORKDIR /src
+# ring and mimalloc compile C; rust:*-slim has gcc and libc6-dev, nothing else is needed.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+    && install -D -m 0755 target/release/irsa-webhook /out/irsa-webhook
+
+FROM gcr.io/distroless/cc-debian13:nonroot
+COPY --from=build /out/irsa-webhook /usr/local/bin/irsa-webhook
+# 65532 is distroless's "nonroot"; numeric so that runAsNonRoot can verify it without /etc/passwd.
+USER 65532:65532
+# Webhook HTTPS, webhook metrics, discovery documents, discovery metrics.
+EXPOSE 8443 9999 8080 8081
+ENTRYPOINT ["/usr/local/bin/irsa-webhook"]
+CMD ["--help"]
+
+LABEL org.opencontainers.image.title="irsa-webhook" \
+      org.opencontainers.image.description="IAM Roles for Service Accounts on any Kubernetes: mutating webhook and OIDC discovery server" \
+      org.opencontainers.image.source="https://github.com/irsa-webhook/irsa-webhook" \
+      org.opencontainers.image.licenses="Apache-2.0"

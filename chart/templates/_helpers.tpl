@@ -1,0 +1,158 @@
+{{/* Names, labels and the values every template shares. */}}
+
+{{- define "irsa-webhook.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The prefix of every resource name; 52 characters leave room for "-discovery-tailscale". */}}
+{{- define "irsa-webhook.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 43 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 43 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 43 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "irsa-webhook.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "irsa-webhook.labels" -}}
+helm.sh/chart: {{ include "irsa-webhook.chart" . }}
+app.kubernetes.io/name: {{ include "irsa-webhook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: irsa-webhook
+{{- end }}
+
+{{/* Selector labels; `component` is "webhook" or "discovery". */}}
+{{- define "irsa-webhook.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "irsa-webhook.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "irsa-webhook.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "irsa-webhook.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "irsa-webhook.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "irsa-webhook.discovery.fullname" -}}
+{{- printf "%s-discovery" (include "irsa-webhook.fullname" .) }}
+{{- end }}
+
+{{- define "irsa-webhook.discovery.serviceAccountName" -}}
+{{- if .Values.discovery.serviceAccount.create }}
+{{- default (include "irsa-webhook.discovery.fullname" .) .Values.discovery.serviceAccount.name }}
+{{- else }}
+{{- required "discovery.serviceAccount.name is required when discovery.serviceAccount.create is false" .Values.discovery.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the serving certificate (all modes). */}}
+{{- define "irsa-webhook.tlsSecretName" -}}
+{{- $mode := .Values.certificates.mode }}
+{{- if eq $mode "self" }}
+{{- default (printf "%s-tls" (include "irsa-webhook.fullname" .)) .Values.certificates.self.secretName }}
+{{- else if eq $mode "certManager" }}
+{{- default (printf "%s-tls" (include "irsa-webhook.fullname" .)) .Values.certificates.certManager.secretName }}
+{{- else if eq $mode "secret" }}
+{{- required "certificates.secret.name is required with certificates.mode=secret" .Values.certificates.secret.name }}
+{{- else }}
+{{- fail (printf "certificates.mode must be self, certManager or secret, not %q" $mode) }}
+{{- end }}
+{{- end }}
+
+{{/* The names the API server may use for the Service; the serving certificate covers all. */}}
+{{- define "irsa-webhook.dnsNames" -}}
+{{- $svc := include "irsa-webhook.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain) | toJson }}
+{{- end }}
+
+{{/* Where certManager and secret modes mount the certificate (a directory: the kubelet swaps
+     its ..data symlink on renewal, and the webhook reloads). */}}
+{{- define "irsa-webhook.tlsDir" -}}
+/etc/irsa-webhook/tls
+{{- end }}
+
+{{/* The issuer URL, checked: https, no query or fragment. */}}
+{{- define "irsa-webhook.issuerUrl" -}}
+{{- $url := required "discovery.issuerUrl is required with discovery.enabled (the public https issuer, equal to the API server's --service-account-issuer)" .Values.discovery.issuerUrl }}
+{{- $u := urlParse $url }}
+{{- if or (ne $u.scheme "https") (not $u.host) }}
+{{- fail (printf "discovery.issuerUrl must be an https:// URL with a host, not %q" $url) }}
+{{- end }}
+{{- if or $u.query $u.fragment }}
+{{- fail (printf "discovery.issuerUrl must have no query or fragment: %q" $url) }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/* The issuer's host without a port. */}}
+{{- define "irsa-webhook.issuerHost" -}}
+{{- (urlParse (include "irsa-webhook.issuerUrl" .)).hostname }}
+{{- end }}
+
+{{/* The issuer's path without a trailing slash ("" for a bare host). */}}
+{{- define "irsa-webhook.issuerPath" -}}
+{{- (urlParse (include "irsa-webhook.issuerUrl" .)).path | trimSuffix "/" }}
+{{- end }}
+
+{{/* Tailscale: the machine name, checked against the issuer URL Funnel must serve. */}}
+{{- define "irsa-webhook.tailscale.hostname" -}}
+{{- $host := include "irsa-webhook.issuerHost" . }}
+{{- if not (hasSuffix ".ts.net" $host) }}
+{{- fail (printf "with discovery.tailscale.enabled the issuer is served by Funnel at https://<hostname>.<tailnet>.ts.net; discovery.issuerUrl has host %q" $host) }}
+{{- end }}
+{{- $first := first (splitList "." $host) }}
+{{- $name := default $first .Values.discovery.tailscale.hostname }}
+{{- if ne $name $first }}
+{{- fail (printf "discovery.tailscale.hostname %q does not match the issuer host %q: Funnel serves https://<hostname>.<tailnet>.ts.net" $name $host) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{- define "irsa-webhook.tailscale.tag" -}}
+{{- $tag := required "discovery.tailscale.tag is required with discovery.tailscale.enabled (e.g. tag:irsa-oidc)" .Values.discovery.tailscale.tag }}
+{{- if hasPrefix "tag:" $tag }}{{ $tag }}{{ else }}{{ printf "tag:%s" $tag }}{{ end }}
+{{- end }}
+
+{{- define "irsa-webhook.tailscale.stateSecret" -}}
+{{- default (printf "%s-tailscale" (include "irsa-webhook.discovery.fullname" .)) .Values.discovery.tailscale.stateSecret }}
+{{- end }}
+
+{{/* Hardening shared by every pod and container. */}}
+{{- define "irsa-webhook.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+# Mounted Secrets (certificates) are readable by this group, and by no one else.
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "irsa-webhook.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
