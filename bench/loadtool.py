@@ -9,14 +9,23 @@
                              base64 JSONPatch; prints the patch's ops.
   percentiles LOGFILE...     Reads h2load --log-file rows (start µs, status, µs to end of
                              response), prints "count p50_ms p99_ms max_ms non2xx".
+  paced PORT BODY CAFILE RATE SECONDS CONNS
+                             Open-loop client at an even RATE req/s for SECONDS over CONNS
+                             persistent TLS HTTP/1.1 connections, round robin, one thread;
+                             prints "count p50_ms p99_ms max_ms
+                             non2xx late", latency from the send to the end of the response,
+                             late = sends more than 1 ms behind schedule (previous answer slow).
   cpu PID                    Prints the process's utime+stime in microseconds (/proc/PID/stat).
   mem PID                    Prints "VmRSS_kB VmHWM_kB" (/proc/PID/status).
+  busy                       Prints the machine's busy CPU time and elapsed CPU time, both in
+                             microseconds summed over all CPUs (/proc/stat), for differences.
 """
 
 import base64
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -91,6 +100,90 @@ def percentiles(paths):
     print(len(times), f"{pct(50):.3f}", f"{pct(99):.3f}", f"{times[-1] / 1000:.3f}", bad)
 
 
+def paced(port, body_path, cafile, rate, seconds, conns):
+    """One thread, non-blocking sockets: no GIL hand-offs between connections."""
+    import selectors
+
+    with open(body_path, "rb") as f:
+        body = f.read()
+    request = (
+        b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.set_alpn_protocols(["http/1.1"])
+    sel = selectors.DefaultSelector()
+    socks = []
+    for k in range(conns):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        sock.setblocking(False)
+        socks.append({"sock": sock, "buf": b"", "start": None, "queue": []})
+        sel.register(sock, selectors.EVENT_READ, k)
+    total = rate * seconds
+    rows = []
+    t0 = time.perf_counter() + 0.1
+    deadline = t0 + seconds + 30
+    sent = 0
+
+    def send(c, at):
+        c["start"] = time.perf_counter()
+        c["late"] = c["start"] - at > 0.001
+        c["sock"].setblocking(True)  # 10 KB fits the socket buffer: returns at once
+        c["sock"].sendall(request)
+        c["sock"].setblocking(False)
+
+    def receive(c):
+        while True:
+            try:
+                data = c["sock"].recv(65536)
+            except ssl.SSLWantReadError:
+                return
+            if not data:
+                sys.exit("the server closed a connection")
+            c["buf"] += data
+            while c["start"] is not None and b"\r\n\r\n" in c["buf"]:
+                head, _, rest = c["buf"].partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if len(rest) < length:
+                    break
+                rows.append((time.perf_counter() - c["start"], head[9:12], c["late"]))
+                c["buf"], c["start"] = rest[length:], None
+                if c["queue"]:  # a send fell due while this connection was busy
+                    send(c, c["queue"].pop(0))
+
+    while len(rows) < total:
+        now = time.perf_counter()
+        if now > deadline:
+            sys.exit(f"only {len(rows)} of {total} requests completed")
+        while sent < total and t0 + sent / rate <= now:
+            c = socks[sent % conns]
+            at = t0 + sent / rate
+            if c["start"] is None:
+                send(c, at)
+            else:
+                c["queue"].append(at)
+            sent += 1
+        wait = max(0.0, t0 + sent / rate - time.perf_counter()) if sent < total else 0.05
+        for key, _ in sel.select(timeout=wait):
+            receive(socks[key.data])
+    for c in socks:
+        c["sock"].close()
+    times = sorted(r[0] for r in rows)
+
+    def pct(p):
+        return times[max(0, -(-len(times) * p // 100) - 1)] * 1000
+
+    bad = sum(1 for r in rows if not r[1].startswith(b"2"))
+    late = sum(1 for r in rows if r[2])
+    print(len(times), f"{pct(50):.3f}", f"{pct(99):.3f}", f"{times[-1] * 1000:.3f}", bad, late)
+
+
 def cpu(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -107,6 +200,15 @@ def mem(pid):
     print(values["VmRSS"], values["VmHWM"])
 
 
+def busy():
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    idle = fields[3] + fields[4]
+    tick = 1_000_000 // os.sysconf("SC_CLK_TCK")
+    print((total - idle) * tick, total * tick)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -117,8 +219,12 @@ def main():
         check_response(args[0])
     elif command == "percentiles" and args:
         percentiles(args)
+    elif command == "paced" and len(args) == 6:
+        paced(int(args[0]), args[1], args[2], int(args[3]), int(args[4]), int(args[5]))
     elif command == "cpu" and len(args) == 1:
         cpu(args[0])
+    elif command == "busy" and not args:
+        busy()
     elif command == "mem" and len(args) == 1:
         mem(args[0])
     else:
