@@ -34,20 +34,28 @@ pub enum BadReview {
     NotAPod(String),
 }
 
+/// The review with `request.object` read as `O`: the pod view on the fast path (one pass over
+/// the body), or raw JSON on the careful path that tells what is wrong.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
+#[serde(bound(deserialize = "O: Deserialize<'de>, 'de: 'a"))]
+struct ReviewIn<'a, O> {
     #[serde(borrow, default)]
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    request: Option<RequestIn<'a>>,
+    #[serde(borrow, default = "none")]
+    request: Option<RequestIn<'a, O>>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+#[serde(bound(deserialize = "O: Deserialize<'de>, 'de: 'a"))]
+struct RequestIn<'a, O> {
     #[serde(borrow, default)]
     uid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -60,8 +68,8 @@ struct RequestIn<'a> {
     operation: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     namespace: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    object: Option<O>,
 }
 
 #[derive(Deserialize)]
@@ -102,8 +110,24 @@ pub enum Target<'a> {
 
 /// Parses and checks an AdmissionReview body.
 pub fn parse(body: &[u8]) -> Result<Review<'_>, BadReview> {
-    let review: ReviewIn<'_> =
-        serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+    // Pods are the common case: read the object as a pod while reading the review. Anything
+    // that does not parse that way is read again, carefully, to say exactly what is wrong.
+    match serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body) {
+        Ok(review) => check(review, Ok),
+        Err(_) => {
+            let review: ReviewIn<'_, &RawValue> =
+                serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+            check(review, |raw| {
+                serde_json::from_str(raw.get()).map_err(|e| BadReview::NotAPod(e.to_string()))
+            })
+        }
+    }
+}
+
+fn check<'a, O>(
+    review: ReviewIn<'a, O>,
+    into_pod: impl FnOnce(O) -> Result<PodView<'a>, BadReview>,
+) -> Result<Review<'a>, BadReview> {
     let kind = review.kind.unwrap_or_default();
     if kind != "AdmissionReview" {
         return Err(BadReview::Kind(kind.into_owned()));
@@ -137,9 +161,7 @@ pub fn parse(body: &[u8]) -> Result<Review<'_>, BadReview> {
             target: Target::Other,
         });
     }
-    let object = request.object.ok_or(BadReview::NoObject)?;
-    let pod: PodView<'_> =
-        serde_json::from_str(object.get()).map_err(|e| BadReview::NotAPod(e.to_string()))?;
+    let pod = into_pod(request.object.ok_or(BadReview::NoObject)?)?;
     let namespace = request
         .namespace
         .filter(|n| !n.is_empty())

@@ -315,8 +315,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read --service-accounts-file {}", path.display()))?;
                 let name = path.display().to_string();
-                let docs = manifest::parse(&text, &name)?;
-                let entries = manifest::service_accounts(&docs, "default", &cfg, &name)?;
+                let entries = manifest::service_accounts_in_text(&text, &name, "default", &cfg)?;
                 tracing::info!(service_accounts = entries.len(), file = %name, "ServiceAccounts loaded; ready");
                 Index::from_entries(entries, cfg.clone(), metrics.clone())
             }

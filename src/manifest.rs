@@ -1,5 +1,8 @@
 //! Kubernetes YAML: multi-document streams, `List`s, and the ServiceAccounts they hold.
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::InjectionConfig;
@@ -40,28 +43,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<Document>, ManifestErr
         if is_blank(&body) {
             continue;
         }
-        let value: Value = serde_saphyr::from_str(&body).map_err(|e| {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            // Drop the parser's own "error: line L column C: " prefix; we give absolute lines.
-            let reason = first
-                .split_once("column ")
-                .and_then(|(_, rest)| rest.split_once(": "))
-                .map_or(first, |(_, reason)| reason);
-            let message = match e.location() {
-                Some(l) => format!(
-                    "line {}, column {}: {reason}",
-                    first_line + l.line() as usize - 1,
-                    l.column()
-                ),
-                None => reason.to_owned(),
-            };
-            ManifestError::Yaml {
-                source_name: source_name.to_owned(),
-                document: number,
-                message,
-            }
-        })?;
+        let value: Value = yaml_document(&body, first_line, source_name, number)?;
         match value {
             Value::Null => {}
             Value::Object(_) => docs.push(Document { number, value }),
@@ -78,6 +60,37 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<Document>, ManifestErr
         }
     }
     Ok(docs)
+}
+
+/// Parses one YAML document; errors name the document and the line in the whole text.
+fn yaml_document<T: serde::de::DeserializeOwned>(
+    body: &str,
+    first_line: usize,
+    source_name: &str,
+    number: usize,
+) -> Result<T, ManifestError> {
+    serde_saphyr::from_str(body).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        // Drop the parser's own "error: line L column C: " prefix; we give absolute lines.
+        let reason = first
+            .split_once("column ")
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .map_or(first, |(_, reason)| reason);
+        let message = match e.location() {
+            Some(l) => format!(
+                "line {}, column {}: {reason}",
+                first_line + l.line() as usize - 1,
+                l.column()
+            ),
+            None => reason.to_owned(),
+        };
+        ManifestError::Yaml {
+            source_name: source_name.to_owned(),
+            document: number,
+            message,
+        }
+    })
 }
 
 /// Splits at document markers; yields each document's first line number (1-based) and text.
@@ -139,6 +152,101 @@ pub struct ServiceAccountEntry {
     pub annotations: Option<SaAnnotations>,
 }
 
+/// The fields of one ServiceAccount, wherever it was read from.
+struct SaFound<'a> {
+    name: Option<&'a str>,
+    namespace: Option<&'a str>,
+    annotation: &'a dyn Fn(&str) -> Option<&'a str>,
+}
+
+impl SaFound<'_> {
+    fn entry(
+        &self,
+        default_namespace: &str,
+        cfg: &InjectionConfig,
+        source_name: &str,
+        document: usize,
+    ) -> Result<ServiceAccountEntry, ManifestError> {
+        let Some(name) = self.name.filter(|n| !n.is_empty()) else {
+            return Err(ManifestError::Invalid {
+                source_name: source_name.to_owned(),
+                document,
+                message: "ServiceAccount without metadata.name".into(),
+            });
+        };
+        Ok(ServiceAccountEntry {
+            namespace: self
+                .namespace
+                .filter(|n| !n.is_empty())
+                .unwrap_or(default_namespace)
+                .to_owned(),
+            name: name.to_owned(),
+            annotations: SaAnnotations::from_annotations(cfg, self.annotation),
+        })
+    }
+}
+
+/// Just what a ServiceAccount file needs: read without building a tree per document.
+#[derive(Deserialize, Default)]
+struct LeanObject {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: LeanMeta,
+    #[serde(default)]
+    items: Vec<LeanObject>,
+}
+
+#[derive(Deserialize, Default)]
+struct LeanMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Every ServiceAccount in a YAML or JSON text (multi-document, `List`s), for
+/// `serve --service-accounts-file`. Documents are read one at a time into only the fields
+/// needed, so large files (100 000 ServiceAccounts) stay cheap; JSON documents take the fast
+/// JSON parser.
+pub fn service_accounts_in_text(
+    text: &str,
+    source_name: &str,
+    default_namespace: &str,
+    cfg: &InjectionConfig,
+) -> Result<Vec<ServiceAccountEntry>, ManifestError> {
+    let mut out = Vec::new();
+    for (index, (first_line, body)) in split_documents(text).into_iter().enumerate() {
+        let number = index + 1;
+        if is_blank(&body) {
+            continue;
+        }
+        let object: LeanObject = if body.trim_start().starts_with('{') {
+            serde_json::from_str(&body).map_err(|e| ManifestError::Invalid {
+                source_name: source_name.to_owned(),
+                document: number,
+                message: format!("invalid JSON: {e}"),
+            })?
+        } else {
+            yaml_document(&body, first_line, source_name, number)?
+        };
+        let objects = match object.kind.as_str() {
+            "List" | "ServiceAccountList" => object.items,
+            _ => vec![object],
+        };
+        for o in objects.iter().filter(|o| o.kind == "ServiceAccount") {
+            let annotations = o.metadata.annotations.as_ref();
+            let found = SaFound {
+                name: o.metadata.name.as_deref(),
+                namespace: o.metadata.namespace.as_deref(),
+                annotation: &|key| annotations?.get(key).map(String::as_str),
+            };
+            out.push(found.entry(default_namespace, cfg, source_name, number)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every ServiceAccount in `docs`, including the items of `List`s; other kinds are ignored.
 pub fn service_accounts(
     docs: &[Document],
@@ -160,24 +268,13 @@ pub fn service_accounts(
         for object in objects.into_iter().filter(|o| kind(o) == "ServiceAccount") {
             let meta = object.get("metadata");
             let text = |field: &str| meta.and_then(|m| m.get(field)).and_then(Value::as_str);
-            let Some(name) = text("name").filter(|n| !n.is_empty()) else {
-                return Err(ManifestError::Invalid {
-                    source_name: source_name.to_owned(),
-                    document: doc.number,
-                    message: "ServiceAccount without metadata.name".into(),
-                });
-            };
             let annotations = meta.and_then(|m| m.get("annotations"));
-            out.push(ServiceAccountEntry {
-                namespace: text("namespace")
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or(default_namespace)
-                    .to_owned(),
-                name: name.to_owned(),
-                annotations: SaAnnotations::from_annotations(cfg, |key| {
-                    annotations?.get(key)?.as_str()
-                }),
-            });
+            let found = SaFound {
+                name: text("name"),
+                namespace: text("namespace"),
+                annotation: &|key| annotations?.get(key)?.as_str(),
+            };
+            out.push(found.entry(default_namespace, cfg, source_name, doc.number)?);
         }
     }
     Ok(out)
@@ -228,6 +325,39 @@ items:
     }
 
     #[test]
+    fn service_account_files_in_yaml_and_json_read_alike() {
+        let cfg = InjectionConfig::default();
+        let yaml = "kind: ServiceAccount\nmetadata:\n  name: a\n  annotations: {eks.amazonaws.com/role-arn: arn}\n---\nkind: List\nitems:\n- {kind: ServiceAccount, metadata: {name: b, namespace: team}}\n- {kind: ConfigMap, metadata: {name: c}}\n";
+        let json = r#"{"kind":"List","items":[{"kind":"ServiceAccount","metadata":{"name":"a","annotations":{"eks.amazonaws.com/role-arn":"arn"}}},{"kind":"ServiceAccount","metadata":{"name":"b","namespace":"team"}}]}"#;
+        let from_yaml = service_accounts_in_text(yaml, "y", "default", &cfg).unwrap();
+        let from_json = service_accounts_in_text(json, "j", "default", &cfg).unwrap();
+        assert_eq!(from_yaml, from_json);
+        assert_eq!(from_yaml.len(), 2);
+        let docs = parse(yaml, "y").unwrap();
+        assert_eq!(
+            service_accounts(&docs, "default", &cfg, "y").unwrap(),
+            from_yaml
+        );
+        let err = service_accounts_in_text(
+            "kind: Pod\n---\nkind: ServiceAccount\nmetadata: {namespace: x}\n",
+            "f",
+            "d",
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f: document 2: ServiceAccount without metadata.name"
+        );
+        let err = service_accounts_in_text("{\"kind\": ", "f", "d", &cfg).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("f: document 1: invalid JSON: EOF"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_name_the_document() {
         let text = "kind: Pod\n---\nkind: Pod\nmetadata: {name: [unclosed\n";
         let err = parse(text, "in.yaml").unwrap_err().to_string();
@@ -252,5 +382,23 @@ items:
             err.to_string(),
             "x: document 1: ServiceAccount without metadata.name"
         );
+    }
+}
+#[cfg(test)]
+mod boolean_like_names {
+    #[test]
+    fn plain_scalars_that_look_like_booleans_stay_names() {
+        let cfg = crate::config::InjectionConfig::default();
+        for ns in ["n", "no", "y", "on", "off", "true"] {
+            for yaml in [
+                format!("kind: ServiceAccount\nmetadata: {{name: a, namespace: {ns}}}\n"),
+                format!(
+                    "kind: List\nitems:\n- {{kind: ServiceAccount, metadata: {{name: a, namespace: {ns}}}}}\n"
+                ),
+            ] {
+                let got = super::service_accounts_in_text(&yaml, "f", "default", &cfg).unwrap();
+                assert_eq!(got[0].namespace, ns, "{yaml}");
+            }
+        }
     }
 }
