@@ -207,9 +207,17 @@ impl Env {
 /// Creates `pod` in `ns` (dry-run when asked) and returns the stored pod and the Warning headers.
 pub async fn create_pod(client: &kube::Client, ns: &str, pod: Value, dry_run: bool) -> Created {
     let query = if dry_run { "?dryRun=All" } else { "" };
-    let request = http::Request::post(format!("/api/v1/namespaces/{ns}/pods{query}"))
+    post(client, format!("/api/v1/namespaces/{ns}/pods{query}"), &pod).await
+}
+
+/// POSTs `object` to `url` and returns the status, the answer (JSON, or its text) and the
+/// messages of the Warning headers.
+pub async fn post(client: &kube::Client, url: String, object: &Value) -> Created {
+    let request = http::Request::post(url)
         .header("content-type", "application/json")
-        .body(kube::client::Body::from(serde_json::to_vec(&pod).unwrap()))
+        .body(kube::client::Body::from(
+            serde_json::to_vec(object).unwrap(),
+        ))
         .unwrap();
     let response = client.send(request).await.expect("the API server answers");
     let status = response.status().as_u16();

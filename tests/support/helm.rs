@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use http_body_util::BodyExt;
 use kube::api::DynamicObject;
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
@@ -265,27 +264,11 @@ pub async fn create(client: &kube::Client, object: &Value, dry_run: bool) -> Ans
     if dry_run {
         url.push_str("?dryRun=All");
     }
-    let request = http::Request::post(url)
-        .header("content-type", "application/json")
-        .body(kube::client::Body::from(
-            serde_json::to_vec(object).unwrap(),
-        ))
-        .unwrap();
-    let response = client.send(request).await.expect("the API server answers");
-    let status = response.status().as_u16();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_owned())
-        .collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let created = super::e2e::post(client, url, object).await;
     Answer {
-        status,
-        body,
-        warnings,
+        status: created.status,
+        body: created.pod,
+        warnings: created.warnings,
     }
 }
 
