@@ -821,27 +821,28 @@ fn discovery_with_ingress_routes_exactly_the_two_documents() {
 
 /// Creates namespace `name` where PodSecurity enforces, warns about and audits `restricted`.
 async fn restricted_namespace(client: &kube::Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
-        "irsa-chart-test": "true",
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/warn": "restricted",
-        "pod-security.kubernetes.io/audit": "restricted",
-    }}}))
-    .unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    create_namespace(
+        client,
+        name,
+        json!({
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        }),
+    )
+    .await;
 }
 
 async fn plain_namespace(client: &kube::Client, name: &str) {
+    create_namespace(client, name, json!({})).await;
+}
+
+/// Creates namespace `name` with the test's own label plus `labels`.
+async fn create_namespace(client: &kube::Client, name: &str, mut labels: Value) {
+    labels["irsa-chart-test"] = json!("true");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": {"irsa-chart-test": "true"}}}),
-    )
-    .unwrap();
+    let ns = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
     namespaces
         .create(&PostParams::default(), &ns)
         .await
