@@ -6,11 +6,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use irsa_webhook::admission::{self, Target};
-use irsa_webhook::config::InjectionConfig;
-use irsa_webhook::identity::SaAnnotations;
-use irsa_webhook::mutation::{Decision, ServiceAccount, mutate};
-use irsa_webhook::pod::PodView;
+use irsa_webhook::injection::config::InjectionConfig;
+use irsa_webhook::injection::identity::SaAnnotations;
+use irsa_webhook::injection::mutation::{Decision, ServiceAccount, mutate};
+use irsa_webhook::injection::pod::PodView;
+use irsa_webhook::webhook::admission::{self, Target};
 
 /// Same allocator as the binary.
 #[global_allocator]

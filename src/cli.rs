@@ -12,19 +12,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::certsecret::CertSecret;
-use crate::config::{InjectionConfig, InjectionSettings};
+use crate::certs::secret::CertSecret;
 use crate::discovery::export::Exporter;
 use crate::discovery::metrics::DiscoveryMetrics;
 use crate::discovery::refresh::Refresher;
 use crate::discovery::source::ApiServer;
 use crate::discovery::store::Store;
-use crate::inject::Injector;
-use crate::metrics::{Metrics, count_reloads};
-use crate::server::{self, Webhook};
-use crate::serviceaccounts::Index;
-use crate::tls::ReloadingConfig;
-use crate::{certs, discovery, manifest};
+use crate::injection::config::{InjectionConfig, InjectionSettings};
+use crate::injection::inject::Injector;
+use crate::injection::manifest;
+use crate::serving::tls::ReloadingConfig;
+use crate::webhook::metrics::{Metrics, count_reloads};
+use crate::webhook::server::{self, Webhook};
+use crate::webhook::serviceaccounts::Index;
+use crate::{certs, discovery};
 
 /// IAM Roles for Service Accounts on any Kubernetes cluster.
 #[derive(Debug, Parser)]

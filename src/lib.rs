@@ -1,25 +1,22 @@
 //! IAM Roles for Service Accounts on any Kubernetes cluster.
 //!
-//! Pure logic ([`identity`], [`mutation`], [`pod`], [`manifest`], [`inject`],
-//! [`discovery::document`]) is kept apart from I/O ([`admission`] parsing aside:
-//! [`serviceaccounts`], [`tls`], [`server`], [`discovery`], [`cli`]) so the decision is tested
-//! without a cluster.
+//! One folder per capability; dependencies point one way (commands → capability →
+//! [`injection`]/[`certs`] → [`serving`]):
+//!
+//! - [`injection`]: the pure engine (pod view, identity, mutation, manifests) and `inject`;
+//! - [`webhook`]: AdmissionReview in and out, the ServiceAccount index, the admission server, `serve`;
+//! - [`discovery`]: fetch, validate (pure), render, store, serve and export the OIDC documents;
+//! - [`certs`]: certificate generation and the self-managed certificate Secret;
+//! - [`serving`]: what every server shares (TLS with reload, listeners, health, signals, logging,
+//!   the Kubernetes client).
+//!
+//! Pure logic has no I/O, so the decision is tested without a cluster.
 #![forbid(unsafe_code)]
 
-pub mod admission;
 pub mod certs;
-pub mod certsecret;
 pub mod cli;
-pub mod config;
 pub mod discovery;
 pub mod error;
-pub mod files;
-pub mod identity;
-pub mod inject;
-pub mod manifest;
-pub mod metrics;
-pub mod mutation;
-pub mod pod;
-pub mod server;
-pub mod serviceaccounts;
-pub mod tls;
+pub mod injection;
+pub mod serving;
+pub mod webhook;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    irsa_webhook::tls::install_default_provider();
+    irsa_webhook::serving::tls::install_default_provider();
     match irsa_webhook::cli::Cli::parse_and_run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

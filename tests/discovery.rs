@@ -117,7 +117,7 @@ impl Upstream {
     async fn start_on(port: u16, answers: Answers, bundle: &certs::Bundle) -> Self {
         let dir = tempfile::tempdir().unwrap();
         bundle.write(dir.path(), true).unwrap();
-        let tls = irsa_webhook::tls::ReloadingConfig::load(
+        let tls = irsa_webhook::serving::tls::ReloadingConfig::load(
             dir.path().join(certs::TLS_CERT),
             dir.path().join(certs::TLS_KEY),
             |_| {},
@@ -134,7 +134,7 @@ impl Upstream {
         });
         let router = Router::new().fallback(answer).with_state(shared.clone());
         let stop = CancellationToken::new();
-        tokio::spawn(irsa_webhook::server::serve(
+        tokio::spawn(irsa_webhook::webhook::server::serve(
             listener,
             Some(Arc::new(tls)),
             router,
@@ -894,11 +894,12 @@ async fn serves_over_tls_with_a_certificate_and_stops_on_sigterm() {
     for ca in CertificateDer::pem_slice_iter(served.ca_cert.as_bytes()) {
         roots.add(ca.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(irsa_webhook::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(irsa_webhook::serving::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     let tcp = TcpStream::connect(d.public).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)

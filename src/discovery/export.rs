@@ -45,7 +45,7 @@ impl Exporter {
 }
 
 fn replace(path: &Path, content: &[u8]) -> Result<(), ExportError> {
-    crate::files::write_atomically(path, content, 0o644).map_err(|source| ExportError {
+    crate::serving::files::write_atomically(path, content, 0o644).map_err(|source| ExportError {
         path: path.to_owned(),
         source,
     })

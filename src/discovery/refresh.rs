@@ -10,7 +10,7 @@ use super::export::Exporter;
 use super::metrics::DiscoveryMetrics;
 use super::source::{ApiServer, FetchError};
 use super::store::Store;
-use crate::metrics::ResultLabels;
+use crate::webhook::metrics::ResultLabels;
 
 /// First retry delay after a failure; doubled on each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);

@@ -171,11 +171,12 @@ pub async fn https_get(url: &str, ca_pem: &str) -> (String, Bytes) {
     assert_eq!(uri.scheme_str(), Some("https"), "{url}");
     let host = uri.host().unwrap().to_owned();
     let port = uri.port_u16().unwrap_or(443);
-    let config = rustls::ClientConfig::builder_with_provider(irsa_webhook::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(super::roots(&[ca_pem]))
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(irsa_webhook::serving::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(super::roots(&[ca_pem]))
+            .with_no_client_auth();
     let fetch = async {
         let tcp = TcpStream::connect((host.as_str(), port)).await?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))

@@ -179,7 +179,7 @@ impl Helm {
 
 /// The objects of a rendered manifest stream, in order.
 pub fn objects(yaml: &str) -> Vec<Value> {
-    irsa_webhook::manifest::parse(yaml, "helm output")
+    irsa_webhook::injection::manifest::parse(yaml, "helm output")
         .expect("helm renders valid YAML")
         .into_iter()
         .map(|d| d.value)

@@ -24,7 +24,7 @@ impl SidecarWebhook {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bundle = super::write_certs(dir.path());
-        let tls = irsa_webhook::tls::ReloadingConfig::load(
+        let tls = irsa_webhook::serving::tls::ReloadingConfig::load(
             dir.path().join("tls.crt"),
             dir.path().join("tls.key"),
             |_| {},
@@ -35,7 +35,7 @@ impl SidecarWebhook {
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let router = Router::new().route("/mutate", post(add_late_container));
-        tokio::spawn(irsa_webhook::server::serve(
+        tokio::spawn(irsa_webhook::webhook::server::serve(
             TcpListener::from_std(listener).unwrap(),
             Some(Arc::new(tls)),
             router,

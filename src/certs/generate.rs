@@ -206,7 +206,7 @@ impl Bundle {
             .iter()
             .map(|(name, pem, mode)| {
                 let path = dir.join(name);
-                crate::files::write_atomically(&path, pem.as_bytes(), *mode)
+                crate::serving::files::write_atomically(&path, pem.as_bytes(), *mode)
                     .map(|()| path.clone())
                     .map_err(|source| CertsError::Write { path, source })
             })
@@ -283,6 +283,7 @@ mod tests {
         assert!(!info.needs_renewal(info.not_before + 10 * 86_400));
         assert!(info.needs_renewal(info.not_after - 9 * 86_400));
         // The pair is usable by our own TLS server.
-        crate::tls::server_config(&dir.path().join(TLS_CERT), &dir.path().join(TLS_KEY)).unwrap();
+        crate::serving::tls::server_config(&dir.path().join(TLS_CERT), &dir.path().join(TLS_KEY))
+            .unwrap();
     }
 }

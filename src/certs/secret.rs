@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 
 use crate::certs::{self, Bundle, CertInfo, CertsError};
-use crate::tls::ReloadingConfig;
+use crate::serving::tls::ReloadingConfig;
 
 /// Lifetime of a serving certificate; its CA lives twice as long. Renewal starts when a third
 /// of the lifetime is left.
@@ -53,13 +53,18 @@ pub struct Material {
 
 impl Material {
     /// The serving certificate and key, named for error messages.
-    pub fn pem_sources(&self) -> (crate::tls::PemSource<'_>, crate::tls::PemSource<'_>) {
+    pub fn pem_sources(
+        &self,
+    ) -> (
+        crate::serving::tls::PemSource<'_>,
+        crate::serving::tls::PemSource<'_>,
+    ) {
         (
-            crate::tls::PemSource {
+            crate::serving::tls::PemSource {
                 name: TLS_CERT,
                 pem: self.bundle.tls_cert.as_bytes(),
             },
-            crate::tls::PemSource {
+            crate::serving::tls::PemSource {
                 name: TLS_KEY,
                 pem: self.bundle.tls_key.as_bytes(),
             },
@@ -132,7 +137,7 @@ pub fn plan(
     };
     let pair_ok = || {
         let (cert, key) = stored.pem_sources();
-        crate::tls::server_config_from_pem(&cert, &key).is_ok()
+        crate::serving::tls::server_config_from_pem(&cert, &key).is_ok()
     };
     if serving_ok && pair_ok() {
         return Ok(Plan::Keep(stored));

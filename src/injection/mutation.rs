@@ -7,9 +7,9 @@ use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
-use crate::config::{InjectionConfig, TOKEN_FILE, VOLUME_NAME};
-use crate::identity::{self, Identity, SaAnnotations};
-use crate::pod::{Container, PodView};
+use crate::injection::config::{InjectionConfig, TOKEN_FILE, VOLUME_NAME};
+use crate::injection::identity::{self, Identity, SaAnnotations};
+use crate::injection::pod::{Container, PodView};
 
 const ENV_REGIONAL_STS: &str = "AWS_STS_REGIONAL_ENDPOINTS";
 const ENV_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";

@@ -1,7 +1,9 @@
 //! Which AWS identity a pod gets: ServiceAccount and pod annotations resolved against the defaults.
 
-use crate::config::{InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, is_region};
-use crate::pod::PodView;
+use crate::injection::config::{
+    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, is_region,
+};
+use crate::injection::pod::PodView;
 
 /// The injection-relevant annotations of one ServiceAccount, kept compact in the index.
 ///

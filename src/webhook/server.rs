@@ -18,12 +18,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Target};
-use crate::config::InjectionConfig;
-use crate::metrics::{Metrics, StatusLabels};
-use crate::mutation::{Decision, ServiceAccount, mutate};
-use crate::serviceaccounts::{Index, Lookup};
-use crate::tls::ReloadingConfig;
+use crate::injection::config::InjectionConfig;
+use crate::injection::mutation::{Decision, ServiceAccount, mutate};
+use crate::serving::tls::ReloadingConfig;
+use crate::webhook::admission::{self, Target};
+use crate::webhook::metrics::{Metrics, StatusLabels};
+use crate::webhook::serviceaccounts::{Index, Lookup};
 
 /// Largest AdmissionReview body accepted. etcd stores objects up to 1.5 MiB; a review carries
 /// the object once for CREATE, plus envelope.
@@ -141,7 +141,13 @@ async fn handle_mutate(
     ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
 }
 
-fn log_outcome(uid: &str, namespace: &str, pod: &str, sa: &str, o: &crate::mutation::Outcome) {
+fn log_outcome(
+    uid: &str,
+    namespace: &str,
+    pod: &str,
+    sa: &str,
+    o: &crate::injection::mutation::Outcome,
+) {
     let decision = o.decision.as_str();
     let role = o.role_arn.as_deref().unwrap_or("");
     if !o.warnings.is_empty() {

@@ -13,10 +13,10 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::config::InjectionConfig;
-use crate::identity::SaAnnotations;
-use crate::manifest::ServiceAccountEntry;
-use crate::metrics::Metrics;
+use crate::injection::config::InjectionConfig;
+use crate::injection::identity::SaAnnotations;
+use crate::injection::manifest::ServiceAccountEntry;
+use crate::webhook::metrics::Metrics;
 
 /// What the index knows about one ServiceAccount.
 #[derive(Debug, Clone, PartialEq, Eq)]

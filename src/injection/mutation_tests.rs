@@ -1,7 +1,7 @@
 //! Table-driven tests of the behaviour contract: each applies our patch and compares the pod.
 
 use super::*;
-use crate::config::InjectionSettings;
+use crate::injection::config::InjectionSettings;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,7 +22,7 @@ fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
 
 /// Runs the mutation and returns the patched pod with the outcome.
 fn run_with(pod: &Value, sa: ServiceAccount<'_>, cfg: &InjectionConfig) -> (Value, Outcome) {
-    let view = crate::pod::PodView::deserialize(pod).unwrap();
+    let view = crate::injection::pod::PodView::deserialize(pod).unwrap();
     let outcome = mutate(&view, "ns/app", sa, cfg);
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &outcome.patch).expect("patch applies");

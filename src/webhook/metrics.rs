@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::mutation::Decision;
+use crate::injection::mutation::Decision;
 
 /// Buckets from 10 µs to 5 s: an in-memory admission takes tens of microseconds, an API
 /// fallback milliseconds, so the low end must resolve microseconds.
@@ -143,7 +143,7 @@ impl Metrics {
 /// A TLS reload hook counting results into `family` as `ok` or `error`.
 pub fn count_reloads(
     family: &Family<ResultLabels, Counter>,
-) -> impl Fn(Result<(), &crate::tls::TlsError>) + Send + Sync + 'static {
+) -> impl Fn(Result<(), &crate::serving::tls::TlsError>) + Send + Sync + 'static {
     let family = family.clone();
     move |result| {
         let result = if result.is_ok() { "ok" } else { "error" };

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::InjectionConfig;
-use crate::identity::SaAnnotations;
+use crate::injection::config::InjectionConfig;
+use crate::injection::identity::SaAnnotations;
 
 /// Input that is not a usable Kubernetes manifest; the message names the document.
 #[derive(Debug, thiserror::Error)]
@@ -388,7 +388,7 @@ items:
 mod boolean_like_names {
     #[test]
     fn plain_scalars_that_look_like_booleans_stay_names() {
-        let cfg = crate::config::InjectionConfig::default();
+        let cfg = crate::injection::config::InjectionConfig::default();
         for ns in ["n", "no", "y", "on", "off", "true"] {
             for yaml in [
                 format!("kind: ServiceAccount\nmetadata: {{name: a, namespace: {ns}}}\n"),

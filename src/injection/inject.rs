@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::InjectionConfig;
-use crate::identity::SaAnnotations;
-use crate::manifest::{self, Document, ServiceAccountEntry};
-use crate::mutation::{self, Decision, ServiceAccount};
-use crate::pod::PodView;
+use crate::injection::config::InjectionConfig;
+use crate::injection::identity::SaAnnotations;
+use crate::injection::manifest::{self, Document, ServiceAccountEntry};
+use crate::injection::mutation::{self, Decision, ServiceAccount};
+use crate::injection::pod::PodView;
 
 /// A workload whose pod template cannot be found or read.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::mutation::Outcome;
-use crate::pod::PodView;
+use crate::injection::mutation::Outcome;
+use crate::injection::pod::PodView;
 
 /// A body that is not an AdmissionReview we can answer; becomes HTTP 400 with this message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -222,9 +222,9 @@ pub fn respond(review: &Review<'_>, outcome: Option<&Outcome>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::InjectionConfig;
-    use crate::identity::SaAnnotations;
-    use crate::mutation::{Decision, ServiceAccount, mutate};
+    use crate::injection::config::InjectionConfig;
+    use crate::injection::identity::SaAnnotations;
+    use crate::injection::mutation::{Decision, ServiceAccount, mutate};
     use serde_json::{Value, json};
 
     fn review(request: Value) -> Vec<u8> {

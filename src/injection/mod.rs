@@ -1,0 +1,9 @@
+//! The pure injection engine: the lean pod view, identity resolution, the mutation, manifests and
+//! the offline `inject` command built on them.
+
+pub mod config;
+pub mod identity;
+pub mod inject;
+pub mod manifest;
+pub mod mutation;
+pub mod pod;

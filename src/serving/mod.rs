@@ -1,0 +1,4 @@
+//! What every server of this crate shares.
+
+pub mod files;
+pub mod tls;
