@@ -134,7 +134,7 @@ impl Upstream {
         });
         let router = Router::new().fallback(answer).with_state(shared.clone());
         let stop = CancellationToken::new();
-        tokio::spawn(irsa_webhook::webhook::server::serve(
+        tokio::spawn(irsa_webhook::serving::server::serve(
             listener,
             Some(Arc::new(tls)),
             router,

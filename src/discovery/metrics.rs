@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::webhook::metrics::ResultLabels;
+use crate::serving::metrics::ResultLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -95,7 +95,7 @@ impl DiscoveryMetrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
-        crate::webhook::metrics::encode(&self.registry)
+        crate::serving::metrics::encode(&self.registry)
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! [`document`] is pure (validation and rendering, where the tests live); [`source`] talks to the
 //! API server; [`refresh`] runs the loop; [`store`] holds what is published; [`server`] answers
-//! HTTP; [`export`] writes files for static hosting.
+//! HTTP; [`export`] writes files for static hosting; [`command`] wires them into `discovery`.
 
+pub mod command;
 pub mod document;
 pub mod export;
 pub mod metrics;

@@ -10,7 +10,7 @@ use super::export::Exporter;
 use super::metrics::DiscoveryMetrics;
 use super::source::{ApiServer, FetchError};
 use super::store::Store;
-use crate::webhook::metrics::ResultLabels;
+use crate::serving::metrics::ResultLabels;
 
 /// First retry delay after a failure; doubled on each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);

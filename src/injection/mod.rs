@@ -1,6 +1,7 @@
 //! The pure injection engine: the lean pod view, identity resolution, the mutation, manifests and
 //! the offline `inject` command built on them.
 
+pub mod command;
 pub mod config;
 pub mod identity;
 pub mod inject;

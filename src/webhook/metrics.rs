@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::injection::mutation::Decision;
+use crate::serving::metrics::{ResultLabels, encode};
 
 /// Buckets from 10 µs to 5 s: an in-memory admission takes tens of microseconds, an API
 /// fallback milliseconds, so the low end must resolve microseconds.
@@ -24,11 +25,6 @@ pub struct DecisionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: &'static str,
 }
 
 /// Every metric the webhook exports.
@@ -138,25 +134,6 @@ impl Metrics {
     pub fn encode(&self) -> String {
         encode(&self.registry)
     }
-}
-
-/// A TLS reload hook counting results into `family` as `ok` or `error`.
-pub fn count_reloads(
-    family: &Family<ResultLabels, Counter>,
-) -> impl Fn(Result<(), &crate::serving::tls::TlsError>) + Send + Sync + 'static {
-    let family = family.clone();
-    move |result| {
-        let result = if result.is_ok() { "ok" } else { "error" };
-        family.get_or_create(&ResultLabels { result }).inc();
-    }
-}
-
-/// The OpenMetrics text exposition of `registry`.
-pub fn encode(registry: &Registry) -> String {
-    let mut out = String::with_capacity(4096);
-    prometheus_client::encoding::text::encode(&mut out, registry)
-        .expect("writing to a String cannot fail");
-    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! admission server and its metrics.
 
 pub mod admission;
+pub mod command;
 pub mod metrics;
 pub mod server;
 pub mod serviceaccounts;

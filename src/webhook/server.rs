@@ -1,26 +1,17 @@
-//! HTTP serving: the TLS admission endpoint and the plain health/metrics endpoint.
+//! The admission endpoint: `POST /mutate` read, reviewed and answered.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
+use axum::routing::post;
 
 use crate::injection::config::InjectionConfig;
 use crate::injection::mutation::{Decision, ServiceAccount, mutate};
-use crate::serving::tls::ReloadingConfig;
 use crate::webhook::admission::{self, Target};
 use crate::webhook::metrics::{Metrics, StatusLabels};
 use crate::webhook::serviceaccounts::{Index, Lookup};
@@ -28,8 +19,6 @@ use crate::webhook::serviceaccounts::{Index, Lookup};
 /// Largest AdmissionReview body accepted. etcd stores objects up to 1.5 MiB; a review carries
 /// the object once for CREATE, plus envelope.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-/// How long a client may take to complete the TLS handshake or send request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// State shared by the admission handlers.
 pub struct Webhook {
@@ -44,42 +33,6 @@ pub fn webhook_router(webhook: Arc<Webhook>) -> Router {
         .route("/mutate", post(handle_mutate).fallback(method_not_allowed))
         .fallback(not_found)
         .with_state(webhook)
-}
-
-/// Why a component is not ready.
-pub type Readiness = Result<(), String>;
-
-/// `/livez`, `/readyz` (503 with the reason when `ready` says so) and `/metrics` (the text
-/// `metrics` renders), for a plain listener that is never exposed publicly.
-pub fn health_router(
-    ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
-    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
-) -> Router {
-    let readyz = move || {
-        let ready = ready.clone();
-        async move {
-            match ready() {
-                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-                Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-            }
-        }
-    };
-    let metrics = move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                metrics(),
-            )
-        }
-    };
-    Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
 }
 
 async fn handle_mutate(
@@ -179,75 +132,4 @@ async fn method_not_allowed() -> (StatusCode, &'static str) {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed: use POST\n",
     )
-}
-
-/// Serves `router` on `listener` (over TLS when `tls` is given) with HTTP/1.1 and HTTP/2 until
-/// `shutdown` is cancelled, then lets in-flight requests finish for up to `drain`.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<ReloadingConfig>>,
-    router: Router,
-    shutdown: CancellationToken,
-    drain: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    let local = listener.local_addr().ok();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        match &tls {
-            Some(tls) => {
-                let acceptor = TlsAcceptor::from(tls.current());
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => return log_handshake(peer, &err.to_string()),
-                        Err(_) => return log_handshake(peer, "timed out"),
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-            None => {
-                tokio::spawn(async move {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::debug!(address = ?local, "all connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!(address = ?local, ?drain, "connections still open after the drain timeout"),
-    }
-}
-
-fn log_handshake(peer: SocketAddr, reason: &str) {
-    tracing::debug!(%peer, reason, "TLS handshake failed");
 }

@@ -35,7 +35,7 @@ impl SidecarWebhook {
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let router = Router::new().route("/mutate", post(add_late_container));
-        tokio::spawn(irsa_webhook::webhook::server::serve(
+        tokio::spawn(irsa_webhook::serving::server::serve(
             TcpListener::from_std(listener).unwrap(),
             Some(Arc::new(tls)),
             router,

@@ -1,0 +1,169 @@
+//! The `discovery` command: flags and wiring of the discovery server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::Settings;
+use super::export::Exporter;
+use super::metrics::DiscoveryMetrics;
+use super::refresh::Refresher;
+use super::server::public_router;
+use super::source::ApiServer;
+use super::store::Store;
+use crate::serving::health::health_router;
+use crate::serving::metrics::count_reloads;
+use crate::serving::tls::ReloadingConfig;
+use crate::serving::{kube_client, server, signals};
+
+/// `discovery`: flags.
+#[derive(Debug, Args)]
+pub struct DiscoveryArgs {
+    /// Public issuer URL; must equal the API server's --service-account-issuer exactly.
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    issuer_url: String,
+    /// Kubeconfig to use instead of the in-cluster configuration (or $KUBECONFIG).
+    #[arg(long, env = "IRSA_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// How often the documents are fetched from the API server.
+    #[arg(long, env = "IRSA_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    refresh_interval: Duration,
+    /// How long the last good documents are served without a good fetch; then 503 and not ready.
+    #[arg(long, env = "IRSA_MAX_STALE", default_value = "10m", value_parser = humantime::parse_duration)]
+    max_stale: Duration,
+    /// Longest wait for one answer of the API server.
+    #[arg(long, env = "IRSA_FETCH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    fetch_timeout: Duration,
+    /// Address both listeners bind to.
+    #[arg(long, env = "IRSA_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Port of the two public documents (HTTPS with --tls-cert, plain HTTP otherwise).
+    #[arg(long, env = "IRSA_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Plain-HTTP port of /livez, /readyz and /metrics (never expose it publicly).
+    #[arg(long, env = "IRSA_METRICS_PORT", default_value_t = 8081)]
+    metrics_port: u16,
+    /// PEM certificate chain for HTTPS; re-read when it changes.
+    #[arg(long, env = "IRSA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS; re-read when it changes.
+    #[arg(long, env = "IRSA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also write .well-known/openid-configuration and openid/v1/jwks here when they change.
+    #[arg(long, env = "IRSA_EXPORT_DIR")]
+    export_dir: Option<PathBuf>,
+    /// Longest wait for in-flight requests after SIGTERM.
+    #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+/// Runs the discovery server and its health endpoint until SIGTERM or SIGINT.
+pub fn run(args: DiscoveryArgs) -> Result<()> {
+    let settings = Settings::new(
+        &args.issuer_url,
+        args.refresh_interval,
+        args.max_stale,
+        args.fetch_timeout,
+    )?;
+    let exporter = args.export_dir.as_deref().map(Exporter::new).transpose()?;
+    let metrics = Arc::new(DiscoveryMetrics::default());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadingConfig::load(
+            cert,
+            key,
+            count_reloads(&metrics.tls_reloads),
+        )?)),
+        _ => None,
+    };
+    let runtime = server::runtime()?;
+    runtime.block_on(async move {
+        let client = kube_client::connect(args.kubeconfig.as_deref(), "pass --kubeconfig").await?;
+        let public_addr = SocketAddr::new(args.bind_address, args.port);
+        let health_addr = SocketAddr::new(args.bind_address, args.metrics_port);
+        let public_listener = server::bind(public_addr, "--port").await?;
+        let health_listener = server::bind(health_addr, "--metrics-port").await?;
+        tracing::info!(public = %public_addr, health = %health_addr, tls = tls.is_some(), issuer = settings.issuer.as_str(), "listening");
+
+        let shutdown = CancellationToken::new();
+        let draining = Arc::new(AtomicBool::new(false));
+        tokio::spawn(signals::shutdown_on_signal(shutdown.clone(), draining.clone()));
+        let store = Arc::new(Store::new(settings.max_stale, draining));
+        let refresher = Refresher {
+            source: ApiServer::new(client, settings.fetch_timeout),
+            issuer: settings.issuer.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            exporter,
+            interval: settings.refresh_interval,
+        };
+        let refresh = tokio::spawn(refresher.run(shutdown.clone()));
+        let public = server::serve(
+            public_listener,
+            tls,
+            public_router(store.clone(), metrics.clone(), &settings),
+            shutdown.clone(),
+            args.shutdown_timeout,
+        );
+        let health = server::serve(
+            health_listener,
+            None,
+            health_router(move || store.readiness(), move || metrics.encode()),
+            shutdown.clone(),
+            Duration::from_secs(1),
+        );
+        tokio::join!(public, health);
+        let _ = refresh.await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        discovery: DiscoveryArgs,
+    }
+
+    #[test]
+    fn discovery_defaults_durations_and_tls_pair() {
+        let parse = |args: &[&str]| {
+            let all = [&["x", "--issuer-url", "https://oidc.example"][..], args].concat();
+            Cmd::try_parse_from(all)
+                .map(|c| c.discovery)
+                .map_err(|e| e.kind())
+        };
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            (d.refresh_interval, d.max_stale, d.fetch_timeout),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(600),
+                Duration::from_secs(10)
+            )
+        );
+        assert_eq!((d.port, d.metrics_port), (8080, 8081));
+        assert!(d.tls_cert.is_none() && d.export_dir.is_none());
+        let d = parse(&["--refresh-interval", "1s", "--max-stale", "10m"]).unwrap();
+        assert_eq!(d.refresh_interval, Duration::from_secs(1));
+        assert_eq!(
+            parse(&["--refresh-interval", "60"]).unwrap_err(),
+            clap::error::ErrorKind::ValueValidation,
+            "a unit is required"
+        );
+        assert_eq!(
+            parse(&["--tls-cert", "c.pem"]).unwrap_err(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+}

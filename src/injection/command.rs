@@ -1,0 +1,172 @@
+//! The `inject` command and the injection flags it shares with `serve`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::config::{InjectionConfig, InjectionSettings};
+use super::inject::Injector;
+use super::manifest;
+
+/// Injection settings shared by `serve` and `inject`; names follow the reference webhook.
+#[derive(Debug, Args)]
+pub struct InjectionArgs {
+    /// Prefix of the ServiceAccount and pod annotations.
+    #[arg(
+        long,
+        env = "IRSA_ANNOTATION_PREFIX",
+        default_value = "eks.amazonaws.com"
+    )]
+    annotation_prefix: String,
+    /// Default token audience.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = "sts.amazonaws.com")]
+    token_audience: String,
+    /// Default token lifetime in seconds (600 to 4294967296).
+    #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = 86_400)]
+    token_expiration: i64,
+    /// Where the token volume is mounted in containers.
+    #[arg(
+        long,
+        env = "IRSA_TOKEN_MOUNT_PATH",
+        default_value = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+    )]
+    token_mount_path: String,
+    /// Region for AWS_REGION and AWS_DEFAULT_REGION when the ServiceAccount names none.
+    #[arg(long, env = "IRSA_AWS_DEFAULT_REGION")]
+    aws_default_region: Option<String>,
+    /// Set AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise.
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    sts_regional_endpoint: bool,
+}
+
+impl InjectionArgs {
+    /// The validated settings.
+    pub fn config(&self) -> Result<InjectionConfig> {
+        Ok(InjectionConfig::new(InjectionSettings {
+            annotation_prefix: &self.annotation_prefix,
+            token_audience: &self.token_audience,
+            token_expiration: self.token_expiration,
+            token_mount_path: &self.token_mount_path,
+            aws_default_region: self.aws_default_region.as_deref(),
+            sts_regional_endpoint: self.sts_regional_endpoint,
+        })?)
+    }
+}
+
+/// `inject`: flags.
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    #[command(flatten)]
+    injection: InjectionArgs,
+    /// Manifest to read (`-` for standard input); repeatable.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "IRSA_INJECT_FILES",
+        value_delimiter = ',',
+        required = true
+    )]
+    files: Vec<PathBuf>,
+    /// YAML with ServiceAccounts (also read from the input itself); repeatable.
+    #[arg(
+        long = "service-account",
+        env = "IRSA_INJECT_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
+    service_accounts: Vec<PathBuf>,
+    /// Namespace of objects that set none.
+    #[arg(short, long, env = "IRSA_NAMESPACE", default_value = "default")]
+    namespace: String,
+}
+
+/// Reads the manifests and ServiceAccounts, prints the mutated YAML and the warnings.
+pub fn run(args: InjectArgs) -> Result<()> {
+    let cfg = args.injection.config()?;
+    let read = |path: &PathBuf| -> Result<(String, String)> {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            Ok(("<stdin>".to_owned(), text))
+        } else {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((path.display().to_string(), text))
+        }
+    };
+    let mut inputs = Vec::new();
+    for path in &args.files {
+        let (name, text) = read(path)?;
+        inputs.push((manifest::parse(&text, &name)?, name));
+    }
+    let mut service_accounts = Vec::new();
+    for path in &args.service_accounts {
+        let (name, text) = read(path)?;
+        let docs = manifest::parse(&text, &name)?;
+        service_accounts.extend(manifest::service_accounts(
+            &docs,
+            &args.namespace,
+            &cfg,
+            &name,
+        )?);
+    }
+    for (docs, name) in &inputs {
+        service_accounts.extend(manifest::service_accounts(
+            docs,
+            &args.namespace,
+            &cfg,
+            name,
+        )?);
+    }
+    let injector = Injector::new(&cfg, &args.namespace, service_accounts);
+
+    let mut out = String::new();
+    for (docs, name) in &mut inputs {
+        for doc in docs.iter_mut() {
+            for report in injector.inject(doc, name)? {
+                for warning in &report.warnings {
+                    eprintln!(
+                        "warning: {name}: document {} ({}): {warning}",
+                        doc.number, report.object
+                    );
+                }
+            }
+            if !out.is_empty() {
+                out.push_str("---\n");
+            }
+            out.push_str(&serde_saphyr::to_string(&doc.value).context("cannot write YAML")?);
+        }
+    }
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("cannot write to standard output")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        inject: InjectArgs,
+    }
+
+    #[test]
+    fn bool_flag_accepts_bare_and_explicit_forms() {
+        for (args, expected) in [
+            (&["x", "-f", "a"][..], false),
+            (&["x", "-f", "a", "--sts-regional-endpoint"], true),
+            (&["x", "-f", "a", "--sts-regional-endpoint=false"], false),
+        ] {
+            let cmd = Cmd::try_parse_from(args).unwrap();
+            assert_eq!(cmd.inject.injection.sts_regional_endpoint, expected);
+        }
+    }
+}

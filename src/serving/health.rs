@@ -1,0 +1,41 @@
+//! The plain health and metrics endpoint every server runs beside its public one.
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+
+/// Why a component is not ready.
+pub type Readiness = Result<(), String>;
+
+/// `/livez`, `/readyz` (503 with the reason when `ready` says so) and `/metrics` (the text
+/// `metrics` renders), for a plain listener that is never exposed publicly.
+pub fn health_router(
+    ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Router {
+    let readyz = move || {
+        let ready = ready.clone();
+        async move {
+            match ready() {
+                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+            }
+        }
+    };
+    let metrics = move || {
+        let metrics = metrics.clone();
+        async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                metrics(),
+            )
+        }
+    };
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
