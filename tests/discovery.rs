@@ -846,7 +846,8 @@ async fn export_dir_receives_both_documents_and_follows_changes() {
     let (doc, jwks) = (d.get(DISCOVERY).await, d.get(JWKS).await);
     let served = jwks.body.clone();
     wait_file(site.join(JWKS_FILE), |b| b == served).await;
-    assert_eq!(read(DISCOVERY_FILE), doc.body);
+    // The JWKS is written first and the discovery document second, so wait for both.
+    wait_file(site.join(DISCOVERY_FILE), |b| b == doc.body).await;
 
     upstream.set(Answers::good(&["k1", "k2"]));
     let two_keys = |b: &[u8]| {
