@@ -37,7 +37,7 @@ impl Cli {
     /// Parses the command line and runs the command.
     pub fn parse_and_run() -> Result<()> {
         let cli = Cli::parse();
-        logging::init(cli.log_format, &cli.log_level)?;
+        let _flush_logs = logging::init(cli.log_format, &cli.log_level)?;
         match cli.command {
             Command::Serve(args) => webhook::command::run(args),
             Command::Discovery(args) => discovery::command::run(args),

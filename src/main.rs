@@ -1,6 +1,7 @@
 //! `irsa-webhook`: see `irsa-webhook --help`.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -11,7 +12,8 @@ fn main() -> ExitCode {
     match irsa_webhook::cli::Cli::parse_and_run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // A closed standard error must not turn the exit code into a panic's.
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitCode::FAILURE
         }
     }

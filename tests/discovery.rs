@@ -138,6 +138,7 @@ impl Upstream {
             listener,
             Some(Arc::new(tls)),
             router,
+            irsa_webhook::serving::server::Limits::default(),
             stop.clone(),
             Duration::from_millis(100),
         ));

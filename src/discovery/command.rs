@@ -19,6 +19,7 @@ use super::source::ApiServer;
 use super::store::Store;
 use crate::serving::health::health_router;
 use crate::serving::metrics::count_reloads;
+use crate::serving::server::Limits;
 use crate::serving::tls::ReloadingConfig;
 use crate::serving::{kube_client, server, signals};
 
@@ -92,7 +93,11 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
 
         let shutdown = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
-        tokio::spawn(signals::shutdown_on_signal(shutdown.clone(), draining.clone()));
+        tokio::spawn(signals::shutdown_on_signal(
+            shutdown.clone(),
+            draining.clone(),
+            args.shutdown_timeout,
+        ));
         let store = Arc::new(Store::new(settings.max_stale, draining));
         let refresher = Refresher {
             source: ApiServer::new(client, settings.fetch_timeout),
@@ -107,6 +112,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             public_listener,
             tls,
             public_router(store.clone(), metrics.clone(), &settings),
+            Limits::default(),
             shutdown.clone(),
             args.shutdown_timeout,
         );
@@ -114,6 +120,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             health_listener,
             None,
             health_router(move || store.readiness(), move || metrics.encode()),
+            Limits::default(),
             shutdown.clone(),
             Duration::from_secs(1),
         );

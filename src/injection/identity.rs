@@ -35,6 +35,10 @@ impl SaAnnotations {
     }
 }
 
+/// Longest role ARN STS takes (`RoleArn` of AssumeRoleWithWebIdentity); a longer annotation is
+/// not injected, so one ServiceAccount cannot blow up every container's patch.
+pub const MAX_ROLE_ARN_LEN: usize = 2048;
+
 /// The identity injected into a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -60,6 +64,14 @@ pub fn resolve(
         warnings.push(format!(
             "ServiceAccount {sa_name} has an empty {} annotation: AWS credentials not injected",
             keys.role_arn
+        ));
+        return None;
+    }
+    if role_arn.len() > MAX_ROLE_ARN_LEN {
+        warnings.push(format!(
+            "{} on ServiceAccount {sa_name} is {} characters long, more than an ARN can be ({MAX_ROLE_ARN_LEN}): AWS credentials not injected",
+            keys.role_arn,
+            role_arn.len()
         ));
         return None;
     }

@@ -3,6 +3,8 @@
 //! Only `add` ops are produced, at targeted paths (`/spec/containers/0/env/-`, or the whole array
 //! where the pod has none), so fields unknown to us survive and a second run adds nothing.
 
+use std::collections::HashSet;
+
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
@@ -47,11 +49,13 @@ pub enum Decision {
     ServiceAccountNotFound,
     /// The ServiceAccount could not be looked up.
     ServiceAccountUnavailable,
+    /// The pod is beyond the webhook's limits (containers, list lengths, answer size).
+    TooLarge,
 }
 
 impl Decision {
     /// Every decision, for pre-registering metrics.
-    pub const ALL: [Decision; 8] = [
+    pub const ALL: [Decision; 9] = [
         Decision::Mutated,
         Decision::AlreadyMutated,
         Decision::NoRole,
@@ -60,6 +64,7 @@ impl Decision {
         Decision::VolumeConflict,
         Decision::ServiceAccountNotFound,
         Decision::ServiceAccountUnavailable,
+        Decision::TooLarge,
     ];
 
     /// Stable snake_case name for logs and metrics.
@@ -73,6 +78,7 @@ impl Decision {
             Decision::VolumeConflict => "volume_conflict",
             Decision::ServiceAccountNotFound => "service_account_not_found",
             Decision::ServiceAccountUnavailable => "service_account_unavailable",
+            Decision::TooLarge => "too_large",
         }
     }
 }
@@ -87,6 +93,18 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The role injected, for logs.
     pub role_arn: Option<String>,
+}
+
+impl Outcome {
+    /// This outcome without its patch or warnings, as [`Decision::TooLarge`] with `why`.
+    pub fn withdrawn(self, why: String) -> Self {
+        Self {
+            decision: Decision::TooLarge,
+            patch: Patch(Vec::new()),
+            warnings: vec![why],
+            role_arn: self.role_arn,
+        }
+    }
 }
 
 /// Decides what to inject into `pod`, whose ServiceAccount is `sa_key` (`namespace/name`).
@@ -126,6 +144,12 @@ pub fn mutate(
     let Some(identity) = identity::resolve(sa_key, sa, pod, cfg, &mut warnings) else {
         return decided(Decision::NoRole, warnings);
     };
+    if let Some(limit) = pod.exceeded_limits() {
+        warnings.push(format!(
+            "the pod has {limit}, beyond what the webhook patches: AWS credentials not injected"
+        ));
+        return decided(Decision::TooLarge, warnings);
+    }
 
     let volume_present = match find_volume(pod, &identity, &mut warnings) {
         Ok(present) => present,
@@ -141,8 +165,8 @@ pub fn mutate(
     let mut ops = Vec::new();
     let mut selected = 0;
     let lists = [
-        ("initContainers", &pod.spec.init_containers),
-        ("containers", &pod.spec.containers),
+        ("initContainers", &*pod.spec.init_containers),
+        ("containers", &*pod.spec.containers),
     ];
     for (list, containers) in lists {
         for (index, container) in containers.iter().enumerate() {
@@ -231,44 +255,47 @@ fn find_volume(
     }
 }
 
-/// Which containers the skip/include annotations leave in.
+/// Which containers the skip/include annotations leave in. The lists are sets, so the cost is
+/// linear in the annotation and the containers, never their product.
 struct Selection<'p> {
-    skip: Vec<&'p str>,
-    include: Option<Vec<&'p str>>,
+    skip: HashSet<&'p str>,
+    include: Option<HashSet<&'p str>>,
 }
+
+/// Most unknown names a skip/include warning spells out.
+const MAX_NAMED_IN_WARNING: usize = 10;
 
 impl<'p> Selection<'p> {
     fn new(pod: &'p PodView<'_>, cfg: &InjectionConfig, warnings: &mut Vec<String>) -> Self {
-        let names: Vec<&str> = pod
+        let names: HashSet<&str> = pod
             .spec
             .init_containers
             .iter()
-            .chain(&pod.spec.containers)
+            .chain(pod.spec.containers.iter())
             .map(|c| c.name.as_ref())
             .collect();
         let list = |key: &str, warnings: &mut Vec<String>| {
-            let value = pod.annotation(key)?;
-            let listed: Vec<&str> = value
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .collect();
-            let unknown: Vec<&str> = listed
-                .iter()
-                .copied()
+            let listed: HashSet<&str> = csv_names(pod.annotation(key)?).collect();
+            let unknown: Vec<&str> = csv_names(pod.annotation(key)?)
                 .filter(|n| !names.contains(n))
                 .collect();
             if !unknown.is_empty() {
+                let shown = unknown[..unknown.len().min(MAX_NAMED_IN_WARNING)].join(", ");
+                let more = unknown.len().saturating_sub(MAX_NAMED_IN_WARNING);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
                 warnings.push(format!(
-                    "{key} names no container of this pod: {}",
-                    unknown.join(", ")
+                    "{key} names no container of this pod: {shown}{more}"
                 ));
             }
             Some(listed)
         };
         let skip = list(&cfg.keys.skip_containers, warnings).unwrap_or_default();
         let include = list(&cfg.keys.include_containers, warnings);
-        if include.as_ref().is_some_and(Vec::is_empty) {
+        if include.as_ref().is_some_and(HashSet::is_empty) {
             warnings.push(format!(
                 "{} is empty: no container injected",
                 cfg.keys.include_containers
@@ -278,12 +305,17 @@ impl<'p> Selection<'p> {
     }
 
     fn includes(&self, name: &str) -> bool {
-        !self.skip.contains(&name)
+        !self.skip.contains(name)
             && self
                 .include
                 .as_ref()
-                .is_none_or(|include| include.contains(&name))
+                .is_none_or(|include| include.contains(name))
     }
+}
+
+/// The names of a comma-separated annotation, trimmed, empty ones dropped.
+fn csv_names(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|n| !n.is_empty())
 }
 
 /// Where a container sits in the pod.

@@ -2,11 +2,26 @@
 //!
 //! We never serialise this view back: the patch only adds, so fields we do not model
 //! (including ones newer than any Kubernetes release we know) survive untouched.
+//!
+//! The view's cost is bounded whatever the body holds: every list keeps at most a fixed number
+//! of items and skips the rest unread ([`List`]), and [`PodView::exceeded_limits`] says when a
+//! pod is beyond what the webhook will patch. Objects must be JSON objects: serde would
+//! otherwise accept `[]` for a struct, and a patch into an array-shaped container cannot apply.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
 
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
+
+/// Most containers plus init containers the webhook patches; far above any real pod.
+pub const MAX_CONTAINERS: usize = 256;
+/// Most items of one list (a container's env or volume mounts, the pod's volumes, a projected
+/// volume's sources) the view keeps; beyond it the pod is not patched.
+pub const MAX_LIST_ITEMS: usize = 1024;
 
 /// String map such as annotations or a node selector.
 pub type StrMap<'a> = HashMap<Cow<'a, str>, Cow<'a, str>>;
@@ -50,12 +65,12 @@ pub struct Spec<'a> {
     #[serde(borrow, default)]
     pub os: Option<PodOs<'a>>,
     #[serde(borrow, default, deserialize_with = "nullable")]
-    pub containers: Vec<Container<'a>>,
+    pub containers: List<Container<'a>, MAX_CONTAINERS>,
     #[serde(borrow, default, deserialize_with = "nullable")]
-    pub init_containers: Vec<Container<'a>>,
+    pub init_containers: List<Container<'a>, MAX_CONTAINERS>,
     /// `None` when the pod has no `volumes` array (the patch must create it).
     #[serde(borrow, default)]
-    pub volumes: Option<Vec<Volume<'a>>>,
+    pub volumes: Option<List<Volume<'a>>>,
 }
 
 /// `spec.os`.
@@ -73,10 +88,10 @@ pub struct Container<'a> {
     pub name: Cow<'a, str>,
     /// `None` when the container has no `env` array.
     #[serde(borrow, default)]
-    pub env: Option<Vec<Named<'a>>>,
+    pub env: Option<List<Named<'a>>>,
     /// `None` when the container has no `volumeMounts` array.
     #[serde(borrow, default)]
-    pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
+    pub volume_mounts: Option<List<VolumeMount<'a>>>,
 }
 
 /// Anything of which only the name matters (an env var).
@@ -109,7 +124,7 @@ pub struct Volume<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Projected<'a> {
     #[serde(borrow, default, deserialize_with = "nullable")]
-    pub sources: Vec<ProjectionSource<'a>>,
+    pub sources: List<ProjectionSource<'a>>,
 }
 
 /// `volumes[].projected.sources[]`.
@@ -162,6 +177,43 @@ impl<'a> PodView<'a> {
         self.metadata.annotations.get(key).map(|v| v.as_ref())
     }
 
+    /// Which limit of the webhook the pod exceeds, if any: more than [`MAX_CONTAINERS`]
+    /// containers and init containers, or a list longer than [`MAX_LIST_ITEMS`].
+    pub fn exceeded_limits(&self) -> Option<String> {
+        let spec = &self.spec;
+        let containers = spec.containers.len() + spec.init_containers.len();
+        if containers > MAX_CONTAINERS
+            || spec.containers.truncated()
+            || spec.init_containers.truncated()
+        {
+            return Some(format!(
+                "more than {MAX_CONTAINERS} containers and init containers"
+            ));
+        }
+        let long = |field: &str| Some(format!("a {field} list longer than {MAX_LIST_ITEMS} items"));
+        for container in spec.init_containers.iter().chain(spec.containers.iter()) {
+            if container.env.as_ref().is_some_and(|l| l.truncated()) {
+                return long("container env");
+            }
+            if container
+                .volume_mounts
+                .as_ref()
+                .is_some_and(|l| l.truncated())
+            {
+                return long("container volumeMounts");
+            }
+        }
+        let volumes = spec.volumes.iter().flatten();
+        if spec.volumes.as_ref().is_some_and(|l| l.truncated())
+            || volumes
+                .filter_map(|v| v.projected.as_ref())
+                .any(|p| p.sources.truncated())
+        {
+            return long("volumes or projected sources");
+        }
+        None
+    }
+
     /// A name for log lines and warnings: `name`, else `generateName*`, else `<unnamed>`.
     pub fn display_name(&self) -> Cow<'_, str> {
         match (&self.metadata.name, &self.metadata.generate_name) {
@@ -190,6 +242,92 @@ where
     T: Deserialize<'de> + Default,
 {
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// A JSON array read into at most `N` items, each a JSON object; the items past `N` are skipped
+/// unread (no memory) and [`List::truncated`] says so.
+#[derive(Debug)]
+pub struct List<T, const N: usize = MAX_LIST_ITEMS> {
+    items: Vec<T>,
+    truncated: bool,
+}
+
+impl<T, const N: usize> List<T, N> {
+    /// Whether the array held more than `N` items.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl<T, const N: usize> Default for List<T, N> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            truncated: false,
+        }
+    }
+}
+
+impl<T, const N: usize> Deref for List<T, N> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.items
+    }
+}
+
+impl<'l, T, const N: usize> IntoIterator for &'l List<T, N> {
+    type Item = &'l T;
+    type IntoIter = std::slice::Iter<'l, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for List<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Items<T, const N: usize>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Items<T, N> {
+            type Value = List<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = List::default();
+                while list.items.len() < N {
+                    match seq.next_element::<Object<T>>()? {
+                        Some(Object(item)) => list.items.push(item),
+                        None => return Ok(list),
+                    }
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    list.truncated = true;
+                }
+                Ok(list)
+            }
+        }
+        d.deserialize_seq(Items(PhantomData))
+    }
+}
+
+/// `T` read only from a JSON object: a derived struct would also accept an array.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(PhantomData)).map(Object)
+    }
 }
 
 #[cfg(test)]

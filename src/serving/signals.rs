@@ -2,11 +2,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// On SIGTERM or SIGINT: report not ready, then stop accepting and drain.
-pub async fn shutdown_on_signal(shutdown: CancellationToken, draining: Arc<AtomicBool>) {
+/// Grace beyond the drain timeout before the process is ended regardless.
+const HARD_STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// On SIGTERM or SIGINT: report not ready, then stop accepting and drain. Should the drain not
+/// end the process within `drain` (plus a few seconds), a watchdog thread ends it, so a stop
+/// never depends on the runtime's health; a second signal ends it at once.
+pub async fn shutdown_on_signal(
+    shutdown: CancellationToken,
+    draining: Arc<AtomicBool>,
+    drain: Duration,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -21,4 +31,18 @@ pub async fn shutdown_on_signal(shutdown: CancellationToken, draining: Arc<Atomi
     }
     draining.store(true, Ordering::Release);
     shutdown.cancel();
+    let limit = drain + HARD_STOP_MARGIN;
+    std::thread::Builder::new()
+        .name("irsa-hard-stop".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            std::process::exit(1);
+        })
+        .ok();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: exiting without waiting for the drain");
+    std::process::exit(1);
 }

@@ -77,6 +77,8 @@ struct GroupKind<'a> {
     #[serde(borrow, default)]
     group: Cow<'a, str>,
     #[serde(borrow, default)]
+    version: Cow<'a, str>,
+    #[serde(borrow, default)]
     kind: Cow<'a, str>,
 }
 
@@ -144,11 +146,16 @@ fn check<'a, O>(
         .uid
         .filter(|u| !u.is_empty())
         .ok_or(BadReview::NoUid)?;
-    let is_pod = match (&request.resource, &request.kind) {
-        (Some(r), _) => r.group.is_empty() && r.resource == "pods",
-        (None, Some(k)) => k.group.is_empty() && k.kind == "Pod",
-        (None, None) => false,
-    };
+    // Both must say Pod: a pods-resource review of another kind (a Binding, an Eviction) or
+    // a Pod kind under another resource is not a pod we may patch.
+    let is_pod = request
+        .resource
+        .as_ref()
+        .is_some_and(|r| r.group.is_empty() && r.resource == "pods")
+        && request
+            .kind
+            .as_ref()
+            .is_some_and(|k| k.group.is_empty() && k.version == "v1" && k.kind == "Pod");
     let is_create = request.operation.as_deref() == Some("CREATE");
     let subresource = request
         .sub_resource
@@ -196,6 +203,33 @@ struct ResponseOut<'a> {
     patch: Option<String>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+}
+
+/// An answer is at most this many times the request's size, plus [`ANSWER_SLACK`].
+pub const ANSWER_FACTOR: usize = 4;
+/// Room for the patch of a small pod, whose answer may outgrow its request.
+pub const ANSWER_SLACK: usize = 64 * 1024;
+
+/// The answer to `review`, never larger than [`ANSWER_FACTOR`] × `request_len` +
+/// [`ANSWER_SLACK`]: an outcome whose answer would be is withdrawn (no patch, decision
+/// `TooLarge`, one warning that says why). Returns the answer and the outcome it carries.
+pub fn answer(
+    review: &Review<'_>,
+    outcome: Option<Outcome>,
+    request_len: usize,
+) -> (Vec<u8>, Option<Outcome>) {
+    let bytes = respond(review, outcome.as_ref());
+    let limit = ANSWER_FACTOR * request_len + ANSWER_SLACK;
+    match outcome {
+        Some(outcome) if bytes.len() > limit => {
+            let withdrawn = outcome.withdrawn(format!(
+                "the patch would make the answer {} bytes, more than the webhook sends for a {request_len}-byte request ({limit}): AWS credentials not injected",
+                bytes.len()
+            ));
+            (respond(review, Some(&withdrawn)), Some(withdrawn))
+        }
+        outcome => (bytes, outcome),
+    }
 }
 
 /// The AdmissionReview answer: always allowed, with the patch (base64 JSONPatch) when there is
@@ -354,7 +388,7 @@ mod tests {
             ),
             (
                 review(not_pod),
-                "request.object is not a Pod: invalid type: string \"nope\", expected a sequence at line 1 column 28",
+                "request.object is not a Pod: invalid type: string \"nope\", expected an array of objects at line 1 column 28",
             ),
         ];
         for (body, message) in cases {

@@ -18,6 +18,7 @@ use crate::injection::command::InjectionArgs;
 use crate::injection::manifest;
 use crate::serving::health::health_router;
 use crate::serving::metrics::count_reloads;
+use crate::serving::server::Limits;
 use crate::serving::tls::ReloadingConfig;
 use crate::serving::{kube_client, server, signals};
 
@@ -141,12 +142,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
         let shutdown = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
-        tokio::spawn(signals::shutdown_on_signal(shutdown.clone(), draining.clone()));
-        let webhook = Arc::new(Webhook { cfg, index: index.clone(), metrics: metrics.clone() });
+        tokio::spawn(signals::shutdown_on_signal(
+            shutdown.clone(),
+            draining.clone(),
+            args.shutdown_timeout,
+        ));
+        let webhook = Arc::new(Webhook::new(cfg, index.clone(), metrics.clone()));
         let admission = server::serve(
             webhook_listener,
             Some(tls),
             webhook_router(webhook),
+            Limits::default(),
             shutdown.clone(),
             args.shutdown_timeout,
         );
@@ -165,6 +171,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 },
                 move || metrics.encode(),
             ),
+            Limits::default(),
             shutdown.clone(),
             Duration::from_secs(1),
         );

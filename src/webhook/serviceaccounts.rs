@@ -18,6 +18,10 @@ use crate::injection::identity::SaAnnotations;
 use crate::injection::manifest::ServiceAccountEntry;
 use crate::webhook::metrics::Metrics;
 
+/// Most ServiceAccount GETs in flight at once; beyond it a miss is answered "unavailable" at
+/// once, so a flood of pods naming unknown ServiceAccounts cannot pile up API requests.
+pub const MAX_FLIGHTS: usize = 64;
+
 /// What the index knows about one ServiceAccount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -118,22 +122,41 @@ impl Index {
     /// Looks a ServiceAccount up, asking the API server (once for all concurrent askers, bounded
     /// in time) when the index does not know it.
     pub async fn lookup(&self, namespace: &str, name: &str) -> Lookup {
-        if let Some(found) = self.cached(namespace, name) {
-            self.inner.metrics.lookup("cache");
-            return Lookup::Found(found);
+        if let Some(known) = self.lookup_cached(namespace, name) {
+            return known;
         }
         let Some(api) = &self.inner.api else {
-            self.inner.metrics.lookup("not_found");
-            return Lookup::NotFound;
+            return Lookup::NotFound; // lookup_cached has answered and counted it
         };
         let flight = {
             let mut flights = api.flights.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (namespace.to_owned(), name.to_owned());
+            if !flights.contains_key(&key) && flights.len() >= MAX_FLIGHTS {
+                self.inner.metrics.lookup("api_error");
+                return Lookup::Unavailable(format!(
+                    "{MAX_FLIGHTS} other ServiceAccount lookups are in flight"
+                ));
+            }
             flights
-                .entry((namespace.to_owned(), name.to_owned()))
+                .entry(key)
                 .or_insert_with(|| self.start_flight(api, namespace, name))
                 .clone()
         };
         flight.await
+    }
+
+    /// The answer without waiting, when the index has it (or there is no API server to ask);
+    /// `None` when [`Index::lookup`] would ask the API server.
+    pub fn lookup_cached(&self, namespace: &str, name: &str) -> Option<Lookup> {
+        if let Some(found) = self.cached(namespace, name) {
+            self.inner.metrics.lookup("cache");
+            return Some(Lookup::Found(found));
+        }
+        if self.inner.api.is_none() {
+            self.inner.metrics.lookup("not_found");
+            return Some(Lookup::NotFound);
+        }
+        None
     }
 
     fn cached(&self, namespace: &str, name: &str) -> Option<Option<Arc<SaAnnotations>>> {

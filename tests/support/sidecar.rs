@@ -39,6 +39,7 @@ impl SidecarWebhook {
             TcpListener::from_std(listener).unwrap(),
             Some(Arc::new(tls)),
             router,
+            irsa_webhook::serving::server::Limits::default(),
             stop.clone(),
             Duration::from_secs(1),
         ));
