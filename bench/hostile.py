@@ -334,6 +334,7 @@ class Monitor:
                         "failures": 0,
                         "connects": 0,
                         "reasons": collections.Counter(),
+                        "start_kib": rss_kib(msg["pid"]) if alive(msg["pid"]) else 0,
                         "peak_kib": rss_kib(msg["pid"]) if alive(msg["pid"]) else 0,
                         "hwm": reset_peak(msg["pid"]),
                         "died": False,
@@ -357,6 +358,7 @@ class Monitor:
                             "failures": w["failures"],
                             "connects": w["connects"],
                             "reasons": dict(w["reasons"].most_common(4)),
+                            "start_rss_mib": w["start_kib"] / 1024,
                             "peak_rss_mib": w["peak_kib"] / 1024,
                             "peak_exact": w["hwm"],
                             "died": w["died"],
@@ -461,12 +463,12 @@ class Pump:
                 self.close(conn, f"send: {type(err).__name__}")
                 return
             conn.out_bytes -= n
+            if payload and n:
+                conn.ref = time.monotonic()  # the attack's bytes that actually left
             if n >= len(data):
                 conn.out.popleft()
-                if payload:
-                    conn.ref = time.monotonic()
-                    if callable(payload):
-                        payload(conn.ref)
+                if callable(payload):
+                    payload(conn.ref)
             else:
                 conn.out[0] = (data[n:], payload)
         if conn.closed_at is None:
@@ -1193,9 +1195,9 @@ def verdict(name, stats, result):
 def print_table(rows, args, died):
     log(f"\n== results (ATTACK_SECONDS={args.attack_seconds:g}, {os.cpu_count()} CPUs, "
         f"{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())})")
-    header = (f"{'attack':<34} {'peakRSS':>8} {'p50':>7} {'p99':>8} {'legit':>9} {'closed':>10} "
+    header = (f"{'attack':<34} {'RSS at':>7} {'peakRSS':>8} {'p50':>7} {'p99':>8} {'legit':>9} {'closed':>10} "
               f"{'median':>7} {'max':>6} {'still':>6} {'CPU/req':>8}  verdict")
-    units = (f"{'':<34} {'MiB':>8} {'ms':>7} {'ms':>8} {'fail/req':>9} {'/total':>10} "
+    units = (f"{'':<34} {'start':>7} {'MiB':>8} {'ms':>7} {'ms':>8} {'fail/req':>9} {'/total':>10} "
              f"{'close s':>7} {'s':>6} {'open':>6} {'ms':>8}")
     log(header)
     log(units)
@@ -1206,7 +1208,7 @@ def print_table(rows, args, died):
         conns = result.get("conns")
         closed = f"{conns['closed']}/{conns['total']}" if conns else "-"
         log(
-            f"{name:<34} {stats['peak_rss_mib']:>8.1f} {fmt(stats['p50_ms'], '{:.2f}'):>7} "
+            f"{name:<34} {stats['start_rss_mib']:>7.1f} {stats['peak_rss_mib']:>8.1f} {fmt(stats['p50_ms'], '{:.2f}'):>7} "
             f"{fmt(stats['p99_ms'], '{:.2f}'):>8} {str(stats['failures']) + '/' + str(stats['count']):>9} "
             f"{closed:>10} {fmt(conns and conns['median_s']):>7} {fmt(conns and conns['max_s']):>6} "
             f"{(str(conns['open']) if conns else '-'):>6} {fmt(result.get('cpu_ms')):>8}  "
@@ -1216,6 +1218,9 @@ def print_table(rows, args, died):
         f"legit p99 <= {TARGETS['legit_p99_ms']} ms, every attacking connection (stream for c) closed "
         f"within {TARGETS['close_s']} s of its last byte and none still open, crafted list (g) <= "
         f"{TARGETS['crafted_cpu_ms']} ms server CPU per request")
+    log("RSS at start: the server's VmRSS when the window began (memory an earlier attack left "
+        "behind); peakRSS: its VmHWM over the window" + ("" if all(r[1] is None or r[1].get("peak_exact") for r in rows)
+        else " (or the 50 ms samples where VmHWM could not be reset)"))
     log("CPU/req: median server CPU per request (a: all 20 requests, g: the 3 crafted ones), the "
         "baseline rate of the legitimate client subtracted")
     log(f"server (pid {args.pid}) alive after all attacks: {'yes' if alive(args.pid) else 'NO'}"

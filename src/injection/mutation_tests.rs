@@ -547,3 +547,76 @@ fn custom_settings_are_honoured() {
     let (_, out) = run_with(&input, ServiceAccount::Found(Some(&sa)), &cfg);
     assert_eq!(out.decision, Decision::Mutated);
 }
+
+#[test]
+fn pods_beyond_the_limits_are_allowed_unpatched_with_a_warning() {
+    let many: Vec<Value> = (0..=crate::injection::pod::MAX_CONTAINERS)
+        .map(|i| json!({"name": format!("c{i}")}))
+        .collect();
+    for pod in [
+        json!({"spec": {"containers": many}}),
+        json!({"spec": {"containers": [{"name": "app"}], "initContainers": many}}),
+    ] {
+        let (patched, out) = run(&pod, &[("role-arn", ARN)]);
+        assert_eq!(out.decision, Decision::TooLarge);
+        assert_eq!(patched, pod, "nothing added");
+        assert_eq!(
+            out.warnings,
+            [
+                "the pod has more than 256 containers and init containers, beyond what the webhook patches: AWS credentials not injected"
+            ]
+        );
+    }
+    // At the limit the pod is patched.
+    let at_limit: Vec<Value> = (0..crate::injection::pod::MAX_CONTAINERS)
+        .map(|i| json!({"name": format!("c{i}")}))
+        .collect();
+    let (_, out) = run(
+        &json!({"spec": {"containers": at_limit}}),
+        &[("role-arn", ARN)],
+    );
+    assert_eq!(out.decision, Decision::Mutated);
+}
+
+#[test]
+fn long_skip_and_include_lists_are_sets_and_their_warnings_stay_short() {
+    let containers: Vec<Value> = (0..200).map(|i| json!({"name": format!("c{i}")})).collect();
+    // 100 000 names: the even containers, then many that match nothing.
+    let listed: Vec<String> = (0..200)
+        .step_by(2)
+        .map(|i| format!("c{i}"))
+        .chain((0..99_900).map(|i| format!("ghost{i}")))
+        .collect();
+    let pod = json!({
+        "metadata": {"annotations": {"eks.amazonaws.com/skip-containers": listed.join(",")}},
+        "spec": {"containers": containers},
+    });
+    let (patched, out) = run(&pod, &[("role-arn", ARN)]);
+    assert_eq!(out.decision, Decision::Mutated);
+    let injected = |i: usize| patched["spec"]["containers"][i].get("env").is_some();
+    assert!(
+        (0..200).all(|i| injected(i) == (i % 2 == 1)),
+        "odd ones only"
+    );
+    assert_eq!(
+        out.warnings,
+        [
+            "eks.amazonaws.com/skip-containers names no container of this pod: ghost0, ghost1, ghost2, ghost3, ghost4, ghost5, ghost6, ghost7, ghost8, ghost9 and 99890 more"
+        ]
+    );
+}
+
+#[test]
+fn a_role_arn_longer_than_sts_takes_is_not_injected() {
+    let long = format!("arn:aws:iam::111122223333:role/{}", "p/".repeat(1100));
+    let (patched, out) = run(&simple_pod(), &[("role-arn", &long)]);
+    assert_eq!(out.decision, Decision::NoRole);
+    assert_eq!(patched, simple_pod());
+    assert_eq!(
+        out.warnings,
+        [format!(
+            "eks.amazonaws.com/role-arn on ServiceAccount ns/app is {} characters long, more than an ARN can be (2048): AWS credentials not injected",
+            long.len()
+        )]
+    );
+}

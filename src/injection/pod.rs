@@ -383,4 +383,68 @@ mod tests {
             PodView::from_slice(br#"{"metadata": {"annotations": {"a\/b": "x\u0041"}}}"#).unwrap();
         assert_eq!(pod.annotation("a/b"), Some("xA"));
     }
+
+    #[test]
+    fn lists_keep_a_bounded_number_of_items_and_say_when_they_were_cut() {
+        let containers = |n: usize| {
+            let list = vec![r#"{"name":"c"}"#; n].join(",");
+            format!(r#"{{"spec": {{"containers": [{list}]}}}}"#)
+        };
+        let pod = containers(MAX_CONTAINERS);
+        let pod = PodView::from_slice(pod.as_bytes()).unwrap();
+        assert_eq!(pod.spec.containers.len(), MAX_CONTAINERS);
+        assert_eq!(pod.exceeded_limits(), None);
+
+        let pod = containers(MAX_CONTAINERS + 5);
+        let pod = PodView::from_slice(pod.as_bytes()).unwrap();
+        assert_eq!(
+            pod.spec.containers.len(),
+            MAX_CONTAINERS,
+            "the rest is skipped"
+        );
+        assert!(pod.spec.containers.truncated());
+        assert_eq!(
+            pod.exceeded_limits().unwrap(),
+            "more than 256 containers and init containers"
+        );
+
+        let half = vec![r#"{}"#; MAX_CONTAINERS / 2 + 1].join(",");
+        let pod = format!(r#"{{"spec": {{"containers": [{half}], "initContainers": [{half}]}}}}"#);
+        let pod = PodView::from_slice(pod.as_bytes()).unwrap();
+        assert!(pod.exceeded_limits().is_some(), "both lists count");
+
+        let env = vec![r#"{"name":"X"}"#; MAX_LIST_ITEMS + 1].join(",");
+        let pod = format!(r#"{{"spec": {{"containers": [{{"name": "c", "env": [{env}]}}]}}}}"#);
+        let pod = PodView::from_slice(pod.as_bytes()).unwrap();
+        assert_eq!(
+            pod.exceeded_limits().unwrap(),
+            "a container env list longer than 1024 items"
+        );
+
+        let volumes = vec![r#"{"name":"v"}"#; MAX_LIST_ITEMS + 1].join(",");
+        let pod = format!(r#"{{"spec": {{"volumes": [{volumes}]}}}}"#);
+        let pod = PodView::from_slice(pod.as_bytes()).unwrap();
+        assert_eq!(
+            pod.exceeded_limits().unwrap(),
+            "a volumes or projected sources list longer than 1024 items"
+        );
+    }
+
+    #[test]
+    fn list_items_must_be_objects() {
+        for json in [
+            &br#"{"spec": {"containers": [[]]}}"#[..],
+            br#"{"spec": {"containers": [{"name": "a"}, "b"]}}"#,
+            br#"{"spec": {"initContainers": [1]}}"#,
+            br#"{"spec": {"containers": [{"name": "a", "env": [[]]}]}}"#,
+            br#"{"spec": {"volumes": [["aws-iam-token"]]}}"#,
+        ] {
+            let err = PodView::from_slice(json).unwrap_err().to_string();
+            assert!(err.contains("expected an object"), "{err}");
+        }
+        let err = PodView::from_slice(br#"{"spec": {"containers": {}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected an array of objects"), "{err}");
+    }
 }

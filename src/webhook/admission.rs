@@ -395,4 +395,96 @@ mod tests {
             assert_eq!(parse(&body).unwrap_err().to_string(), message);
         }
     }
+
+    #[test]
+    fn only_a_v1_pod_on_the_pods_resource_is_a_pod() {
+        let with = |field: &str, value: Value| {
+            let mut r = pod_create();
+            r[field] = value;
+            review(r)
+        };
+        let without = |field: &str| {
+            let mut r = pod_create();
+            r.as_object_mut().unwrap().remove(field);
+            review(r)
+        };
+        for body in [
+            with(
+                "kind",
+                json!({"group": "", "version": "v1", "kind": "Binding"}),
+            ),
+            with("kind", json!({"group": "", "version": "v2", "kind": "Pod"})),
+            with(
+                "kind",
+                json!({"group": "example.com", "version": "v1", "kind": "Pod"}),
+            ),
+            with(
+                "resource",
+                json!({"group": "", "version": "v1", "resource": "pods/eviction"}),
+            ),
+            with(
+                "resource",
+                json!({"group": "", "version": "v1", "resource": "podtemplates"}),
+            ),
+            without("kind"),
+            without("resource"),
+        ] {
+            assert!(matches!(parse(&body).unwrap().target, Target::Other));
+        }
+        assert!(matches!(
+            parse(&review(pod_create())).unwrap().target,
+            Target::PodCreate { .. }
+        ));
+    }
+
+    #[test]
+    fn an_answer_is_bounded_by_its_request() {
+        let body = review(pod_create());
+        let review = parse(&body).unwrap();
+        let Target::PodCreate { pod, .. } = &review.target else {
+            panic!()
+        };
+        let sa = SaAnnotations {
+            role_arn: "arn:aws:iam::111122223333:role/x".into(),
+            audience: Some("a".repeat(200_000).into()),
+            sts_regional_endpoints: None,
+            token_expiration: None,
+            region: None,
+        };
+        let outcome = mutate(
+            pod,
+            "team/app",
+            ServiceAccount::Found(Some(&sa)),
+            &Default::default(),
+        );
+        assert_eq!(outcome.decision, Decision::Mutated);
+        let (bytes, outcome) = answer(&review, Some(outcome), body.len());
+        let limit = ANSWER_FACTOR * body.len() + ANSWER_SLACK;
+        assert!(bytes.len() <= limit, "{} > {limit}", bytes.len());
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.decision, Decision::TooLarge);
+        let out: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(out["response"]["allowed"], true);
+        assert!(out["response"].get("patch").is_none());
+        let warning = out["response"]["warnings"][0].as_str().unwrap();
+        assert!(
+            warning.starts_with("the patch would make the answer ")
+                && warning.ends_with("AWS credentials not injected"),
+            "{warning}"
+        );
+        // A patch of usual size passes through untouched.
+        let sa = SaAnnotations {
+            audience: None,
+            ..sa
+        };
+        let outcome = mutate(
+            pod,
+            "team/app",
+            ServiceAccount::Found(Some(&sa)),
+            &Default::default(),
+        );
+        let (bytes, kept) = answer(&review, Some(outcome.clone()), body.len());
+        assert_eq!(kept, Some(outcome.clone()));
+        assert_eq!(bytes, respond(&review, Some(&outcome)));
+    }
 }
