@@ -54,7 +54,8 @@ pub struct Buffered {
 
 /// Reads `body` whole: at most `limit` bytes, within `deadline` (waiting for budget included).
 /// With a `Content-Length` the size is refused or reserved before anything is read. On an
-/// error the body is handed back, so the answer can hold it until sent (see [`holding`]).
+/// error the body is handed back, so the answer can hold it until sent (see
+/// [`answer_abandoning`]).
 pub async fn read(
     headers: &HeaderMap,
     body: Body,
@@ -147,10 +148,36 @@ impl Reader {
     }
 }
 
-/// `response`, keeping `request` (unread) alive until the response is sent. An HTTP/2 server
-/// that drops an unfinished request body resets the stream, and a client may lose an answer
-/// that was sent just before the reset; held this way, the reset follows the complete answer.
-pub fn holding(response: Response, request: Body) -> Response {
+/// Most bytes of an unwanted request body read (and dropped) after an early answer.
+pub const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+/// Longest an unwanted request body is read after an early answer.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// `response` to a request whose body we do not want, answered before reading it: the body is
+/// read and dropped in the background (at most [`DRAIN_LIMIT`] bytes within [`DRAIN_TIME`]).
+/// Dropping it unread would reset an HTTP/2 stream, and clients (curl among them) may then lose
+/// the answer; drained, the stream ends normally, and a client that stops sending once it has
+/// the answer (Go's) is not kept waiting.
+pub fn answer_early(response: Response, request: Body) -> Response {
+    tokio::spawn(async move {
+        let mut request = request;
+        let mut drained = 0;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(frame)) = request.frame().await {
+                drained += frame.data_ref().map_or(0, Bytes::len);
+                if drained > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+    response
+}
+
+/// `response` to a request we give up on (too slow, too large): the request body is kept until
+/// the response is sent and then dropped, so the reset of the stream follows the answer.
+pub fn answer_abandoning(response: Response, request: Body) -> Response {
     response.map(|body| {
         Body::new(Holding {
             response: body,

@@ -12,7 +12,9 @@ use axum::routing::post;
 
 use crate::injection::config::InjectionConfig;
 use crate::injection::mutation::{Decision, ServiceAccount, mutate};
-use crate::serving::body::{BodyBudget, BodyError, holding, read as read_body};
+use crate::serving::body::{
+    BodyBudget, BodyError, answer_abandoning, answer_early, read as read_body,
+};
 use crate::webhook::admission::{self, Target};
 use crate::webhook::metrics::{Metrics, StatusLabels};
 use crate::webhook::serviceaccounts::{Index, Lookup};
@@ -70,7 +72,7 @@ async fn handle_mutate(
 ) -> Response {
     if !is_json(&headers) {
         let message = "Content-Type must be application/json";
-        return holding(
+        return answer_early(
             webhook.reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
             body,
         );
@@ -86,12 +88,14 @@ async fn handle_mutate(
     {
         Ok(body) => body,
         Err((err, body)) => {
-            let status = match err {
-                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-                BodyError::ClientGone(_) => CLIENT_GONE,
+            let answer = |status| webhook.reject(status, &err.to_string());
+            return match err {
+                BodyError::TooLarge(_) => answer_early(answer(StatusCode::PAYLOAD_TOO_LARGE), body),
+                BodyError::TimedOut(_) => {
+                    answer_abandoning(answer(StatusCode::REQUEST_TIMEOUT), body)
+                }
+                BodyError::ClientGone(_) => answer_abandoning(answer(CLIENT_GONE), body),
             };
-            return holding(webhook.reject(status, &err.to_string()), body);
         }
     };
     let started = Instant::now();
@@ -209,7 +213,7 @@ async fn not_found(body: Body) -> Response {
         StatusCode::NOT_FOUND,
         "not found: the webhook serves POST /mutate\n",
     );
-    holding(answer.into_response(), body)
+    answer_early(answer.into_response(), body)
 }
 
 async fn method_not_allowed(body: Body) -> Response {
@@ -217,5 +221,5 @@ async fn method_not_allowed(body: Body) -> Response {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed: use POST\n",
     );
-    holding(answer.into_response(), body)
+    answer_early(answer.into_response(), body)
 }

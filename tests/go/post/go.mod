@@ -1,0 +1,3 @@
+module irsa-webhook/tests/post
+
+go 1.24
