@@ -935,3 +935,34 @@ async fn serves_over_tls_with_a_certificate_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_send_nothing_are_closed_on_the_public_and_health_ports() {
+    use tokio::io::AsyncReadExt;
+    let upstream = Upstream::start(Answers::good(&["k1"])).await;
+    let d = Discovery::start(upstream.port, &upstream.ca_pem, &[]).await;
+    d.wait_ready().await;
+    let connected = Instant::now();
+    let mut idle = Vec::new();
+    for addr in [d.public, d.health] {
+        for _ in 0..20 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+    }
+    // The documents are still served meanwhile.
+    assert_eq!(d.get(JWKS).await.status, 200);
+    for stream in &mut idle {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed by the server: {read:?}"
+        );
+    }
+    let took = connected.elapsed();
+    assert!(
+        took >= Duration::from_secs(9),
+        "not before the first-request deadline: {took:?}"
+    );
+    assert_eq!(d.get(JWKS).await.status, 200);
+}
