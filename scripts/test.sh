@@ -12,6 +12,8 @@ die() { printf 'scripts/test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v flock >/dev/null || missing+=(util-linux)
+# tests/hostile.rs checks that curl's HTTP/2 client receives early answers.
+command -v curl >/dev/null || missing+=(curl)
 # The virtualenv for moto and the AWS CLI needs venv and ensurepip (python3-venv on Debian).
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
