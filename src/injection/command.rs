@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::config::{InjectionConfig, InjectionSettings};
+use super::config::{InjectionConfig, InjectionSettings, parse_go_bool};
 use super::inject::Injector;
 use super::manifest;
 
@@ -38,22 +38,34 @@ pub struct InjectionArgs {
     aws_default_region: Option<String>,
     /// Set AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise.
     #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false,
-          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set,
+          value_parser = go_bool)]
     sts_regional_endpoint: bool,
 }
 
 impl InjectionArgs {
-    /// The validated settings.
+    /// The validated settings; what is accepted but looks wrong is logged as a warning.
     pub fn config(&self) -> Result<InjectionConfig> {
-        Ok(InjectionConfig::new(InjectionSettings {
+        let cfg = InjectionConfig::new(InjectionSettings {
             annotation_prefix: &self.annotation_prefix,
             token_audience: &self.token_audience,
             token_expiration: self.token_expiration,
             token_mount_path: &self.token_mount_path,
             aws_default_region: self.aws_default_region.as_deref(),
             sts_regional_endpoint: self.sts_regional_endpoint,
-        })?)
+        })?;
+        for doubt in cfg.doubts() {
+            tracing::warn!("{doubt}");
+        }
+        Ok(cfg)
     }
+}
+
+/// A boolean flag value read like Go's `strconv.ParseBool`, as the reference webhook's flags are.
+fn go_bool(value: &str) -> Result<bool, String> {
+    parse_go_bool(value).ok_or_else(|| {
+        "expected 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False".to_owned()
+    })
 }
 
 /// `inject`: flags.
@@ -164,6 +176,8 @@ mod tests {
             (&["x", "-f", "a"][..], false),
             (&["x", "-f", "a", "--sts-regional-endpoint"], true),
             (&["x", "-f", "a", "--sts-regional-endpoint=false"], false),
+            (&["x", "-f", "a", "--sts-regional-endpoint=1"], true),
+            (&["x", "-f", "a", "--sts-regional-endpoint=F"], false),
         ] {
             let cmd = Cmd::try_parse_from(args).unwrap();
             assert_eq!(cmd.inject.injection.sts_regional_endpoint, expected);

@@ -110,17 +110,13 @@ impl InjectionConfig {
                 reason: "must be an absolute path without ':' or empty segments",
             });
         }
-        let region = match s.aws_default_region.map(str::trim) {
-            None | Some("") => None,
-            Some(r) if is_region(r) => Some(r.to_owned()),
-            Some(r) => {
-                return Err(ConfigError::Invalid {
-                    flag: "--aws-default-region",
-                    value: r.to_owned(),
-                    reason: "must look like a region name such as eu-west-1",
-                });
-            }
-        };
+        // Any region the reference webhook takes is taken (its own fixtures use `seattle`);
+        // [`InjectionConfig::doubts`] says when one does not look like a region.
+        let region = s
+            .aws_default_region
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
         Ok(Self {
             keys: AnnotationKeys::new(prefix),
             audience: s.token_audience.trim().to_owned(),
@@ -129,6 +125,18 @@ impl InjectionConfig {
             region,
             regional_sts: s.sts_regional_endpoint,
         })
+    }
+
+    /// Settings that are accepted, as the reference webhook accepts them, but look wrong: one
+    /// message each, for the start-up log.
+    pub fn doubts(&self) -> Vec<String> {
+        let mut doubts = Vec::new();
+        if let Some(region) = self.region.as_deref().filter(|r| !is_region(r)) {
+            doubts.push(format!(
+                "--aws-default-region {region:?} does not look like an AWS region name such as eu-west-1; injected as given"
+            ));
+        }
+        doubts
     }
 
     /// The token file path inside Linux containers.
@@ -170,6 +178,16 @@ fn is_dns_subdomain(s: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// Reads a boolean as Go's `strconv.ParseBool` does, which is how the reference webhook reads
+/// its boolean annotations and flags: `1 t T TRUE true True`, `0 f F FALSE false False`.
+pub fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// A plausible AWS region name: lowercase letters, digits and dashes, e.g. `us-gov-west-1`.
@@ -228,7 +246,7 @@ mod tests {
 
     #[test]
     fn every_bad_setting_names_its_flag() {
-        let cases: [(InjectionSettings<'static>, &str); 6] = [
+        let cases: [(InjectionSettings<'static>, &str); 5] = [
             (
                 InjectionSettings {
                     annotation_prefix: "Not A Prefix",
@@ -264,17 +282,47 @@ mod tests {
                 },
                 "--token-mount-path",
             ),
-            (
-                InjectionSettings {
-                    aws_default_region: Some("EU West"),
-                    ..settings()
-                },
-                "--aws-default-region",
-            ),
         ];
         for (s, flag) in cases {
             let err = InjectionConfig::new(s).unwrap_err().to_string();
             assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_region_the_reference_takes_is_taken_with_a_doubt() {
+        for (region, doubt) in [("seattle", true), ("EU West", true), ("eu-west-1", false)] {
+            let c = InjectionConfig::new(InjectionSettings {
+                aws_default_region: Some(region),
+                ..settings()
+            })
+            .unwrap();
+            assert_eq!(c.region.as_deref(), Some(region));
+            assert_eq!(c.doubts().len(), usize::from(doubt), "{region}");
+        }
+        assert_eq!(
+            InjectionConfig::new(InjectionSettings {
+                aws_default_region: Some("seattle"),
+                ..settings()
+            })
+            .unwrap()
+            .doubts(),
+            [
+                "--aws-default-region \"seattle\" does not look like an AWS region name such as eu-west-1; injected as given"
+            ]
+        );
+    }
+
+    #[test]
+    fn booleans_read_like_go() {
+        for v in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(v), Some(true), "{v}");
+        }
+        for v in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(v), Some(false), "{v}");
+        }
+        for v in ["", "yes", "tRUE", " true", "2"] {
+            assert_eq!(parse_go_bool(v), None, "{v:?}");
         }
     }
 

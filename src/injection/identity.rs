@@ -1,7 +1,7 @@
 //! Which AWS identity a pod gets: ServiceAccount and pod annotations resolved against the defaults.
 
 use crate::injection::config::{
-    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, is_region,
+    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, is_region, parse_go_bool,
 };
 use crate::injection::pod::PodView;
 
@@ -94,31 +94,31 @@ pub fn resolve(
         Some(a) => a.to_owned(),
     };
 
+    // Pod, then ServiceAccount, then flag; an invalid value falls back to the next one.
+    let from_sa = match sa.token_expiration.as_deref() {
+        Some(v) => parse_expiration(
+            &keys.token_expiration,
+            v,
+            &format!("ServiceAccount {sa_name}"),
+            cfg.token_expiration,
+            warnings,
+        ),
+        None => cfg.token_expiration,
+    };
     let expiration = match pod.annotation(&keys.token_expiration) {
-        Some(v) => parse_expiration(&keys.token_expiration, v, "the pod", cfg, warnings),
-        None => match sa.token_expiration.as_deref() {
-            Some(v) => parse_expiration(
-                &keys.token_expiration,
-                v,
-                &format!("ServiceAccount {sa_name}"),
-                cfg,
-                warnings,
-            ),
-            None => cfg.token_expiration,
-        },
+        Some(v) => parse_expiration(&keys.token_expiration, v, "the pod", from_sa, warnings),
+        None => from_sa,
     };
 
     let regional_sts = match sa.sts_regional_endpoints.as_deref().map(str::trim) {
         None => cfg.regional_sts,
-        Some(v) if v.eq_ignore_ascii_case("true") => true,
-        Some(v) if v.eq_ignore_ascii_case("false") => false,
-        Some(v) => {
+        Some(v) => parse_go_bool(v).unwrap_or_else(|| {
             warnings.push(format!(
                 "{}={v:?} on ServiceAccount {sa_name} is not true or false: using {}",
                 keys.sts_regional_endpoints, cfg.regional_sts
             ));
             cfg.regional_sts
-        }
+        }),
     };
 
     let region = match sa.region.as_deref().map(str::trim) {
@@ -145,20 +145,21 @@ pub fn resolve(
     })
 }
 
+/// `value` as a token lifetime, clamped to the Kubernetes bounds; `fallback` when it is not a
+/// number. Every correction is a warning.
 fn parse_expiration(
     key: &str,
     value: &str,
     on: &str,
-    cfg: &InjectionConfig,
+    fallback: i64,
     warnings: &mut Vec<String>,
 ) -> i64 {
     match value.trim().parse::<i64>() {
         Err(_) => {
             warnings.push(format!(
-                "{key}={value:?} on {on} is not a whole number of seconds: using {}",
-                cfg.token_expiration
+                "{key}={value:?} on {on} is not a whole number of seconds: using {fallback}"
             ));
-            cfg.token_expiration
+            fallback
         }
         Ok(s) if s < MIN_TOKEN_EXPIRATION => {
             warnings.push(format!(

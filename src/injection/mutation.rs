@@ -3,6 +3,7 @@
 //! Only `add` ops are produced, at targeted paths (`/spec/containers/0/env/-`, or the whole array
 //! where the pod has none), so fields unknown to us survive and a second run adds nothing.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use json_patch::jsonptr::{PointerBuf, Token};
@@ -258,8 +259,8 @@ fn find_volume(
 /// Which containers the skip/include annotations leave in. The lists are sets, so the cost is
 /// linear in the annotation and the containers, never their product.
 struct Selection<'p> {
-    skip: HashSet<&'p str>,
-    include: Option<HashSet<&'p str>>,
+    skip: HashSet<Cow<'p, str>>,
+    include: Option<HashSet<Cow<'p, str>>>,
 }
 
 /// Most unknown names a skip/include warning spells out.
@@ -275,9 +276,9 @@ impl<'p> Selection<'p> {
             .map(|c| c.name.as_ref())
             .collect();
         let list = |key: &str, warnings: &mut Vec<String>| {
-            let listed: HashSet<&str> = csv_names(pod.annotation(key)?).collect();
-            let unknown: Vec<&str> = csv_names(pod.annotation(key)?)
-                .filter(|n| !names.contains(n))
+            let listed: HashSet<Cow<str>> = csv_names(pod.annotation(key)?).collect();
+            let unknown: Vec<Cow<str>> = csv_names(pod.annotation(key)?)
+                .filter(|n| !names.contains(n.as_ref()))
                 .collect();
             if !unknown.is_empty() {
                 let shown = unknown[..unknown.len().min(MAX_NAMED_IN_WARNING)].join(", ");
@@ -313,9 +314,43 @@ impl<'p> Selection<'p> {
     }
 }
 
-/// The names of a comma-separated annotation, trimmed, empty ones dropped.
-fn csv_names(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|n| !n.is_empty())
+/// The names of a list annotation, read as one CSV record as the reference webhook reads it:
+/// comma-separated, a field may be double-quoted (`""` is a quote inside it), whitespace around
+/// a name is trimmed, empty names are dropped.
+fn csv_names(value: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let field = rest?.trim_start();
+        let (name, after) = match field.strip_prefix('"') {
+            Some(quoted) => {
+                let mut name = String::new();
+                let mut chars = quoted.char_indices();
+                let mut after = "";
+                while let Some((i, c)) = chars.next() {
+                    if c != '"' {
+                        name.push(c);
+                    } else if quoted[i + 1..].starts_with('"') {
+                        name.push('"');
+                        chars.next();
+                    } else {
+                        after = &quoted[i + 1..];
+                        break;
+                    }
+                }
+                (Cow::Owned(name), after.split_once(',').map(|(_, r)| r))
+            }
+            None => match field.split_once(',') {
+                Some((name, r)) => (Cow::Borrowed(name), Some(r)),
+                None => (Cow::Borrowed(field), None),
+            },
+        };
+        rest = after;
+        Some(match name {
+            Cow::Borrowed(n) => Cow::Borrowed(n.trim()),
+            Cow::Owned(n) => Cow::Owned(n.trim().to_owned()),
+        })
+    })
+    .filter(|n| !n.is_empty())
 }
 
 /// Where a container sits in the pod.

@@ -620,3 +620,71 @@ fn a_role_arn_longer_than_sts_takes_is_not_injected() {
         )]
     );
 }
+
+/// The reference webhook is the contract for how annotation values are read.
+#[test]
+fn annotation_values_are_read_like_the_reference_webhook() {
+    // sts-regional-endpoints: Go's strconv.ParseBool.
+    for (value, regional, warned) in [
+        ("1", true, false),
+        ("t", true, false),
+        ("T", true, false),
+        ("TRUE", true, false),
+        ("True", true, false),
+        ("0", false, false),
+        ("f", false, false),
+        ("F", false, false),
+        ("FALSE", false, false),
+        ("False", false, false),
+        ("yes", false, true),
+        ("tRUE", false, true),
+    ] {
+        let (pod, out) = run(
+            &simple_pod(),
+            &[("role-arn", ARN), ("sts-regional-endpoints", value)],
+        );
+        let env = &pod["spec"]["containers"][0]["env"];
+        assert_eq!(
+            env[0]["name"] == "AWS_STS_REGIONAL_ENDPOINTS",
+            regional,
+            "{value}"
+        );
+        assert_eq!(
+            out.warnings.len(),
+            usize::from(warned),
+            "{value}: {:?}",
+            out.warnings
+        );
+    }
+
+    // An invalid pod token-expiration falls back to the ServiceAccount's, then to the flag.
+    let mut input = simple_pod();
+    input["metadata"]["annotations"] = json!({"eks.amazonaws.com/token-expiration": "abc"});
+    let (pod, out) = run(&input, &[("role-arn", ARN), ("token-expiration", "3600")]);
+    assert_eq!(pod["spec"]["volumes"][0], volume("sts.amazonaws.com", 3600));
+    assert_eq!(
+        out.warnings,
+        [
+            "eks.amazonaws.com/token-expiration=\"abc\" on the pod is not a whole number of seconds: using 3600"
+        ]
+    );
+    let (pod, out) = run(&input, &[("role-arn", ARN), ("token-expiration", "x")]);
+    assert_eq!(
+        pod["spec"]["volumes"][0],
+        volume("sts.amazonaws.com", 86400)
+    );
+    assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
+
+    // skip-containers is a CSV record: quoted names are unquoted.
+    for list in [r#""a",b"#, r#" "a" , "b" "#, r#"a,"b""#] {
+        let mut input =
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}});
+        input["metadata"] = json!({"annotations": {"eks.amazonaws.com/skip-containers": list}});
+        let (pod, out) = run(&input, &[("role-arn", ARN)]);
+        let injected: Vec<bool> = (0..3)
+            .map(|i| pod["spec"]["containers"][i].get("env").is_some())
+            .collect();
+        assert_eq!(injected, [false, false, true], "{list}");
+        assert!(out.warnings.is_empty(), "{list}: {:?}", out.warnings);
+    }
+}
