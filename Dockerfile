@@ -22,10 +22,15 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-    && install -D -m 0755 target/release/irsa-webhook /out/irsa-webhook
+    && install -D -m 0755 target/release/irsa-webhook /out/irsa-webhook \
+    && mkdir -p /out/links && ln -s /usr/local/bin/irsa-webhook /out/links/webhook
 
 FROM gcr.io/distroless/cc-debian13:nonroot
 COPY --from=build /out/irsa-webhook /usr/local/bin/irsa-webhook
+# /webhook, the EKS pod identity webhook's entrypoint: run under that name the binary is `serve`
+# with that webhook's flags and defaults, so its manifests work with only `image:` changed.
+# (Copied as a directory so the symlink stays a symlink.)
+COPY --from=build /out/links/ /
 # 65532 is distroless's "nonroot"; numeric so that runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
 # Webhook HTTPS, webhook metrics, discovery documents, discovery metrics.

@@ -9,7 +9,13 @@ use crate::{certs, discovery, injection, webhook};
 
 /// IAM Roles for Service Accounts on any Kubernetes cluster.
 #[derive(Debug, Parser)]
-#[command(name = "irsa-webhook", version, about, max_term_width = 100)]
+#[command(
+    name = "irsa-webhook",
+    version,
+    propagate_version = true,
+    about,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the mutating admission webhook (HTTPS) and its health/metrics endpoint.
-    Serve(webhook::command::ServeArgs),
+    Serve(Box<webhook::command::ServeArgs>),
     /// Serve the API server's OIDC discovery document and JWKS at the public issuer URL.
     Discovery(discovery::command::DiscoveryArgs),
     /// Print YAML with pods and pod templates mutated as the webhook would.
@@ -36,10 +42,10 @@ enum Command {
 impl Cli {
     /// Parses the command line and runs the command.
     pub fn parse_and_run() -> Result<()> {
-        let cli = Cli::parse();
+        let cli = Cli::parse_from(webhook::compat::argv(std::env::args_os()));
         let _flush_logs = logging::init(cli.log_format, &cli.log_level)?;
         match cli.command {
-            Command::Serve(args) => webhook::command::run(args),
+            Command::Serve(args) => webhook::command::run(*args),
             Command::Discovery(args) => discovery::command::run(args),
             Command::Inject(args) => injection::command::run(args),
             Command::Certs(args) => certs::command::run(args),

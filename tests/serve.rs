@@ -413,3 +413,99 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The EKS webhook's own Deployment arguments, with only our ServiceAccounts file (and the
+/// test's certificate paths) added.
+#[tokio::test]
+async fn the_eks_webhook_deployment_arguments_work_unchanged() {
+    let server = Server::with_service_accounts(
+        SERVICE_ACCOUNTS,
+        &[
+            "--in-cluster=false",
+            "--namespace=default",
+            "--service-name=pod-identity-webhook",
+            "--annotation-prefix=eks.amazonaws.com",
+            "--token-audience=sts.amazonaws.com",
+            "--logtostderr",
+        ],
+    );
+    let review = pod_review("uid-reference");
+    let (_, answer) = post(&server, true, serde_json::to_vec(&review).unwrap()).await;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().expect("a patch"))
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut pod = review["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    assert_eq!(
+        pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"][1],
+        json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"})
+    );
+}
+
+/// Run as `webhook` (the EKS webhook image's entrypoint), the binary is `serve` with its defaults.
+#[test]
+fn run_as_webhook_it_serves_with_the_eks_webhook_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("webhook");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_irsa-webhook"), &link).unwrap();
+    let version = std::process::Command::new(&link)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "{version:?}"
+    );
+    // Without --in-cluster=false it wants its in-cluster certificate, hence a cluster.
+    let no_cluster = std::process::Command::new(&link)
+        .env_remove("KUBECONFIG")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(!no_cluster.status.success());
+    let stderr = String::from_utf8_lossy(&no_cluster.stderr);
+    assert!(stderr.contains("no Kubernetes configuration"), "{stderr}");
+    // With --in-cluster=false it reads /etc/webhook/certs/tls.{crt,key}, which this machine lacks.
+    let no_files = std::process::Command::new(&link)
+        .args(["--in-cluster=false", "--service-accounts-file=/dev/null"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&no_files.stderr);
+    assert!(
+        stderr.contains("cannot load the serving certificate /etc/webhook/certs/tls.crt"),
+        "{stderr}"
+    );
+    // Given files and a port, it serves.
+    write_certs(dir.path());
+    let sa_file = dir.path().join("sa.yaml");
+    std::fs::write(&sa_file, SERVICE_ACCOUNTS).unwrap();
+    let (port, metrics) = (support::free_port(), support::free_port());
+    let mut child = std::process::Command::new(&link)
+        .arg("--in-cluster=false")
+        .arg(format!(
+            "--tls-cert={}",
+            dir.path().join("tls.crt").display()
+        ))
+        .arg(format!(
+            "--tls-key={}",
+            dir.path().join("tls.key").display()
+        ))
+        .arg(format!("--service-accounts-file={}", sa_file.display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--metrics-port={metrics}"))
+        .spawn()
+        .unwrap();
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        support::http_get(([127, 0, 0, 1], metrics).into(), "/readyz").is_ok_and(|(s, _)| s == 200)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "webhook --in-cluster=false … became ready");
+}

@@ -84,7 +84,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
     };
     let runtime = server::runtime()?;
     runtime.block_on(async move {
-        let client = kube_client::connect(args.kubeconfig.as_deref(), "pass --kubeconfig").await?;
+        let client = kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig").await?;
         let public_addr = SocketAddr::new(args.bind_address, args.port);
         let health_addr = SocketAddr::new(args.bind_address, args.metrics_port);
         let public_listener = server::bind(public_addr, "--port").await?;

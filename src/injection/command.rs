@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::config::{InjectionConfig, InjectionSettings, parse_go_bool};
+use super::config::{InjectionConfig, InjectionSettings, go_bool_flag};
 use super::inject::Injector;
 use super::manifest;
 
@@ -39,7 +39,7 @@ pub struct InjectionArgs {
     /// Set AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise.
     #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false,
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set,
-          value_parser = go_bool)]
+          value_parser = go_bool_flag)]
     sts_regional_endpoint: bool,
 }
 
@@ -59,13 +59,6 @@ impl InjectionArgs {
         }
         Ok(cfg)
     }
-}
-
-/// A boolean flag value read like Go's `strconv.ParseBool`, as the reference webhook's flags are.
-fn go_bool(value: &str) -> Result<bool, String> {
-    parse_go_bool(value).ok_or_else(|| {
-        "expected 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False".to_owned()
-    })
 }
 
 /// `inject`: flags.

@@ -190,6 +190,12 @@ pub fn parse_go_bool(value: &str) -> Option<bool> {
     }
 }
 
+/// [`parse_go_bool`] as a command-line value parser.
+pub fn go_bool_flag(value: &str) -> Result<bool, String> {
+    parse_go_bool(value)
+        .ok_or_else(|| "expected 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False".into())
+}
+
 /// A plausible AWS region name: lowercase letters, digits and dashes, e.g. `us-gov-west-1`.
 pub fn is_region(s: &str) -> bool {
     (3..=32).contains(&s.len())

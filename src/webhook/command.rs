@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::compat::{DEFAULT_TLS_CERT, DEFAULT_TLS_KEY, InClusterCertificate, ReferenceFlags};
 use super::metrics::Metrics;
 use super::server::{Webhook, webhook_router};
 use super::serviceaccounts::Index;
@@ -40,7 +41,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "IRSA_TLS_CERT",
-        required_unless_present = "cert_secret",
+        required_unless_present_any = ["cert_secret", "in_cluster"],
         requires = "tls_key"
     )]
     tls_cert: Option<PathBuf>,
@@ -84,37 +85,87 @@ pub struct ServeArgs {
     /// Longest wait for in-flight requests after SIGTERM.
     #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
+    #[command(flatten)]
+    reference: ReferenceFlags,
+}
+
+/// Where the serving certificate comes from.
+enum Certificate {
+    Files(PathBuf, PathBuf),
+    SelfManaged(InClusterCertificate, Option<String>),
+}
+
+impl ServeArgs {
+    /// `--cert-secret`, else `--in-cluster=true` (the EKS webhook's form of it), else the files.
+    fn certificate(&self) -> Result<Certificate> {
+        if let Some(secret) = &self.cert_secret {
+            let namespace = self
+                .cert_secret_namespace
+                .clone()
+                .context("--cert-secret-namespace is required with --cert-secret")?;
+            return Ok(Certificate::SelfManaged(
+                InClusterCertificate {
+                    secret: secret.clone(),
+                    namespace,
+                    dns: self.cert_dns.clone(),
+                    webhook_config: String::new(),
+                },
+                self.webhook_config.clone(),
+            ));
+        }
+        if let Some(cert) = self.reference.in_cluster_certificate() {
+            let config = Some(cert.webhook_config.clone());
+            return Ok(Certificate::SelfManaged(cert, config));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Certificate::Files(cert.clone(), key.clone())),
+            _ if self.reference.default_tls_files() => Ok(Certificate::Files(
+                DEFAULT_TLS_CERT.into(),
+                DEFAULT_TLS_KEY.into(),
+            )),
+            _ => bail!("pass --tls-cert and --tls-key, or --cert-secret"),
+        }
+    }
 }
 
 /// Runs the admission webhook and its health endpoint until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> Result<()> {
     let cfg = Arc::new(args.injection.config()?);
+    for note in args.reference.notes() {
+        tracing::warn!("{note}");
+    }
     let metrics = Arc::new(Metrics::default());
-    let file_tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(ReloadingConfig::load(
-            cert,
-            key,
-            count_reloads(&metrics.tls_reloads),
-        )?),
-        _ => None,
-    };
+    let certificate = args.certificate()?;
     let runtime = server::runtime()?;
     runtime.block_on(async move {
-        let client = match (&args.service_accounts_file, &args.cert_secret) {
-            (Some(_), None) => None,
-            _ => Some(
+        let self_managed = matches!(certificate, Certificate::SelfManaged(..));
+        let client = if args.service_accounts_file.is_none() || self_managed {
+            Some(
                 kube_client::connect(
                     args.kubeconfig.as_deref(),
+                    args.reference.kube_api.as_deref(),
                     "pass --kubeconfig or --service-accounts-file",
                 )
                 .await?,
-            ),
+            )
+        } else {
+            None
         };
-        let tls = match file_tls {
-            Some(tls) => Arc::new(tls),
-            None => {
-                let client = client.clone().expect("a client exists with --cert-secret");
-                self_managed_tls(&args, client, &metrics).await?
+        let tls = match certificate {
+            Certificate::Files(cert, key) => Arc::new(
+                ReloadingConfig::load(&cert, &key, count_reloads(&metrics.tls_reloads))
+                    .with_context(|| {
+                        format!(
+                            "cannot load the serving certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            ),
+            Certificate::SelfManaged(cert, webhook_config) => {
+                let client = client.clone().context("no Kubernetes client")?;
+                self_managed_tls(cert, webhook_config, args.cert_check_interval, client, &metrics)
+                    .await?
             }
         };
         let index = match &args.service_accounts_file {
@@ -184,21 +235,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
 /// Loads (creating or renewing) the self-managed certificate, publishes its CA, and keeps both
 /// current in the background.
 async fn self_managed_tls(
-    args: &ServeArgs,
+    cert: InClusterCertificate,
+    webhook_config: Option<String>,
+    check_interval: Duration,
     client: kube::Client,
     metrics: &Metrics,
 ) -> Result<Arc<ReloadingConfig>> {
-    let secret = args.cert_secret.as_deref().expect("checked by the caller");
-    let namespace = args
-        .cert_secret_namespace
-        .as_deref()
-        .expect("required by clap");
     let manager = CertSecret::new(
         client,
-        namespace,
-        secret,
-        args.cert_dns.clone(),
-        args.webhook_config.clone(),
+        &cert.namespace,
+        &cert.secret,
+        cert.dns,
+        webhook_config,
     );
     let material = manager
         .ensure()
@@ -213,6 +261,6 @@ async fn self_managed_tls(
         &key,
         count_reloads(&metrics.tls_reloads),
     )?);
-    tokio::spawn(manager.maintain(tls.clone(), material, args.cert_check_interval));
+    tokio::spawn(manager.maintain(tls.clone(), material, check_interval));
     Ok(tls)
 }

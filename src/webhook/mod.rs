@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod command;
+pub mod compat;
 pub mod metrics;
 pub mod server;
 pub mod serviceaccounts;
