@@ -20,11 +20,8 @@ const REVIEW: &str = include_str!("../bench/fixtures/admission-review.json");
 
 fn service_account() -> SaAnnotations {
     SaAnnotations {
-        role_arn: "arn:aws:iam::111122223333:role/checkout-api".into(),
-        audience: None,
-        sts_regional_endpoints: None,
-        token_expiration: None,
-        region: None,
+        role_arn: Some("arn:aws:iam::111122223333:role/checkout-api".into()),
+        ..Default::default()
     }
 }
 

@@ -244,11 +244,12 @@ fn service_account() -> impl Strategy<Value = Option<Option<SaAnnotations>>> {
     )
         .prop_map(
             |(role_arn, audience, sts, expiration, region)| SaAnnotations {
-                role_arn: role_arn.into(),
+                role_arn: Some(role_arn.into()),
                 audience: audience.map(Into::into),
                 sts_regional_endpoints: sts.map(Into::into),
                 token_expiration: expiration.map(Into::into),
                 region: region.map(Into::into),
+                unknown: Box::new([]),
             },
         );
     prop_oneof![

@@ -49,6 +49,74 @@ impl AnnotationKeys {
     }
 }
 
+/// Where an annotation is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    ServiceAccount,
+    Pod,
+}
+
+impl AnnotationKeys {
+    /// The keys read on `on`.
+    fn read_on(&self, on: On) -> Vec<&str> {
+        match on {
+            On::ServiceAccount => vec![
+                &self.role_arn,
+                &self.audience,
+                &self.sts_regional_endpoints,
+                &self.token_expiration,
+                &self.region,
+            ],
+            On::Pod => vec![
+                &self.token_expiration,
+                &self.skip_containers,
+                &self.include_containers,
+                &self.skip_pod,
+            ],
+        }
+    }
+
+    /// Whether `key` is under our prefix.
+    pub fn is_ours(&self, key: &str) -> bool {
+        self.role_arn
+            .strip_suffix("role-arn")
+            .is_some_and(|prefix| key.starts_with(prefix))
+    }
+
+    /// A warning for `key` when it is under our prefix but not a key read on `on`: a key read
+    /// on the other kind of object, or a misspelling (naming the closest key), or unknown.
+    pub fn unknown(&self, key: &str, on: On) -> Option<String> {
+        if !self.is_ours(key) || self.read_on(on).contains(&key) {
+            return None;
+        }
+        let (here, there) = match on {
+            On::ServiceAccount => ("ServiceAccount", "pods"),
+            On::Pod => ("pod", "ServiceAccounts"),
+        };
+        let other = match on {
+            On::ServiceAccount => On::Pod,
+            On::Pod => On::ServiceAccount,
+        };
+        if self.read_on(other).contains(&key) {
+            return Some(format!(
+                "annotation {key} is read on {there}, not on a {here}: it has no effect here"
+            ));
+        }
+        let closest = self
+            .read_on(on)
+            .into_iter()
+            .map(|known| (strsim::levenshtein(key, known), known))
+            .min()
+            .filter(|(distance, _)| *distance <= 3)
+            .map_or(String::new(), |(_, known)| {
+                format!("; did you mean {known}?")
+            });
+        Some(format!(
+            "annotation {key} is not one this webhook reads on a {here}{closest}"
+        ))
+    }
+}
+
 /// Everything the pure mutation needs besides the pod and its ServiceAccount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectionConfig {
@@ -317,6 +385,37 @@ mod tests {
                 "--aws-default-region \"seattle\" does not look like an AWS region name such as eu-west-1; injected as given"
             ]
         );
+    }
+
+    #[test]
+    fn unknown_keys_under_the_prefix_are_named_with_the_closest_known_one() {
+        let keys = AnnotationKeys::new("eks.amazonaws.com");
+        let sa = |k: &str| keys.unknown(k, On::ServiceAccount);
+        let pod = |k: &str| keys.unknown(k, On::Pod);
+        assert_eq!(
+            sa("eks.amazonaws.com/rolearn").unwrap(),
+            "annotation eks.amazonaws.com/rolearn is not one this webhook reads on a ServiceAccount; did you mean eks.amazonaws.com/role-arn?"
+        );
+        assert_eq!(
+            pod("eks.amazonaws.com/skip-container").unwrap(),
+            "annotation eks.amazonaws.com/skip-container is not one this webhook reads on a pod; did you mean eks.amazonaws.com/skip-containers?"
+        );
+        assert_eq!(
+            pod("eks.amazonaws.com/role-arn").unwrap(),
+            "annotation eks.amazonaws.com/role-arn is read on ServiceAccounts, not on a pod: it has no effect here"
+        );
+        assert_eq!(
+            sa("eks.amazonaws.com/compute-type").unwrap(),
+            "annotation eks.amazonaws.com/compute-type is not one this webhook reads on a ServiceAccount"
+        );
+        assert_eq!(sa("eks.amazonaws.com/role-arn"), None);
+        assert_eq!(pod("eks.amazonaws.com/token-expiration"), None);
+        assert_eq!(
+            sa("example.com/rolearn"),
+            None,
+            "other prefixes are not ours"
+        );
+        assert_eq!(sa("eks.amazonaws.comrolearn"), None);
     }
 
     #[test]

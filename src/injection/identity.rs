@@ -1,37 +1,59 @@
 //! Which AWS identity a pod gets: ServiceAccount and pod annotations resolved against the defaults.
 
 use crate::injection::config::{
-    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, is_region, parse_go_bool,
+    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, On, is_region, parse_go_bool,
 };
 use crate::injection::pod::PodView;
 
 /// The injection-relevant annotations of one ServiceAccount, kept compact in the index.
 ///
 /// Values are stored raw and judged per request, so a warning reaches the user who creates the pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SaAnnotations {
-    pub role_arn: Box<str>,
+    /// `None` when only `unknown` was found (a misspelt role-arn, say).
+    pub role_arn: Option<Box<str>>,
     pub audience: Option<Box<str>>,
     pub sts_regional_endpoints: Option<Box<str>>,
     pub token_expiration: Option<Box<str>>,
     pub region: Option<Box<str>>,
+    /// Warnings about keys under our prefix this webhook does not read on a ServiceAccount.
+    pub unknown: Box<[Box<str>]>,
 }
 
+/// Most unknown keys of one ServiceAccount that are kept and warned about.
+const MAX_UNKNOWN_KEYS: usize = 5;
+
 impl SaAnnotations {
-    /// Extracts the annotations; `None` when the ServiceAccount has no role-arn annotation.
+    /// Extracts the annotations; `None` when the ServiceAccount has neither a role-arn
+    /// annotation nor a key under our prefix that we do not know.
     pub fn from_annotations<'a>(
         cfg: &InjectionConfig,
-        get: impl Fn(&str) -> Option<&'a str>,
+        annotations: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Option<Self> {
         let keys = &cfg.keys;
-        let owned = |key: &str| get(key).map(Box::from);
-        Some(Self {
-            role_arn: owned(&keys.role_arn)?,
-            audience: owned(&keys.audience),
-            sts_regional_endpoints: owned(&keys.sts_regional_endpoints),
-            token_expiration: owned(&keys.token_expiration),
-            region: owned(&keys.region),
-        })
+        let mut found = Self::default();
+        let mut unknown = Vec::new();
+        for (key, value) in annotations {
+            let slot = match key {
+                k if k == keys.role_arn => &mut found.role_arn,
+                k if k == keys.audience => &mut found.audience,
+                k if k == keys.sts_regional_endpoints => &mut found.sts_regional_endpoints,
+                k if k == keys.token_expiration => &mut found.token_expiration,
+                k if k == keys.region => &mut found.region,
+                k => {
+                    if unknown.len() < MAX_UNKNOWN_KEYS
+                        && let Some(warning) = keys.unknown(k, On::ServiceAccount)
+                    {
+                        unknown.push(warning.into_boxed_str());
+                    }
+                    continue;
+                }
+            };
+            *slot = Some(value.into());
+        }
+        unknown.sort_unstable();
+        found.unknown = unknown.into_boxed_slice();
+        (found.role_arn.is_some() || !found.unknown.is_empty()).then_some(found)
     }
 }
 
@@ -59,7 +81,10 @@ pub fn resolve(
     warnings: &mut Vec<String>,
 ) -> Option<Identity> {
     let keys = &cfg.keys;
-    let role_arn = sa.role_arn.trim();
+    for unknown in &sa.unknown {
+        warnings.push(format!("ServiceAccount {sa_name}: {unknown}"));
+    }
+    let role_arn = sa.role_arn.as_deref()?.trim();
     if role_arn.is_empty() {
         warnings.push(format!(
             "ServiceAccount {sa_name} has an empty {} annotation: AWS credentials not injected",
@@ -217,12 +242,15 @@ mod tests {
 
     fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
         let cfg = InjectionConfig::default();
-        SaAnnotations::from_annotations(&cfg, |k| {
+        SaAnnotations::from_annotations(
+            &cfg,
             pairs
                 .iter()
-                .find(|(name, _)| format!("eks.amazonaws.com/{name}") == k)
-                .map(|(_, v)| *v)
-        })
+                .map(|(name, v)| (format!("eks.amazonaws.com/{name}"), *v))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v)),
+        )
         .expect("role-arn present")
     }
 
@@ -245,7 +273,7 @@ mod tests {
     #[test]
     fn no_role_annotation_means_no_identity() {
         let cfg = InjectionConfig::default();
-        assert!(SaAnnotations::from_annotations(&cfg, |_| None).is_none());
+        assert!(SaAnnotations::from_annotations(&cfg, []).is_none());
     }
 
     #[test]

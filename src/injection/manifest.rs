@@ -156,7 +156,7 @@ pub struct ServiceAccountEntry {
 struct SaFound<'a> {
     name: Option<&'a str>,
     namespace: Option<&'a str>,
-    annotation: &'a dyn Fn(&str) -> Option<&'a str>,
+    annotations: Vec<(&'a str, &'a str)>,
 }
 
 impl SaFound<'_> {
@@ -181,7 +181,7 @@ impl SaFound<'_> {
                 .unwrap_or(default_namespace)
                 .to_owned(),
             name: name.to_owned(),
-            annotations: SaAnnotations::from_annotations(cfg, self.annotation),
+            annotations: SaAnnotations::from_annotations(cfg, self.annotations.iter().copied()),
         })
     }
 }
@@ -235,11 +235,12 @@ pub fn service_accounts_in_text(
             _ => vec![object],
         };
         for o in objects.iter().filter(|o| o.kind == "ServiceAccount") {
-            let annotations = o.metadata.annotations.as_ref();
             let found = SaFound {
                 name: o.metadata.name.as_deref(),
                 namespace: o.metadata.namespace.as_deref(),
-                annotation: &|key| annotations?.get(key).map(String::as_str),
+                annotations: (o.metadata.annotations.iter().flatten())
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
             };
             out.push(found.entry(default_namespace, cfg, source_name, number)?);
         }
@@ -268,11 +269,15 @@ pub fn service_accounts(
         for object in objects.into_iter().filter(|o| kind(o) == "ServiceAccount") {
             let meta = object.get("metadata");
             let text = |field: &str| meta.and_then(|m| m.get(field)).and_then(Value::as_str);
-            let annotations = meta.and_then(|m| m.get("annotations"));
+            let annotations = meta
+                .and_then(|m| m.get("annotations"))
+                .and_then(Value::as_object);
             let found = SaFound {
                 name: text("name"),
                 namespace: text("namespace"),
-                annotation: &|key| annotations?.get(key)?.as_str(),
+                annotations: (annotations.into_iter().flatten())
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                    .collect(),
             };
             out.push(found.entry(default_namespace, cfg, source_name, doc.number)?);
         }
@@ -314,7 +319,13 @@ items:
             ("dflt", "a")
         );
         assert_eq!(
-            &*sas[0].annotations.as_ref().unwrap().role_arn,
+            sas[0]
+                .annotations
+                .as_ref()
+                .unwrap()
+                .role_arn
+                .as_deref()
+                .unwrap(),
             "arn:aws:iam::111122223333:role/a"
         );
         assert_eq!(

@@ -10,7 +10,7 @@ use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
-use crate::injection::config::{InjectionConfig, TOKEN_FILE, VOLUME_NAME};
+use crate::injection::config::{InjectionConfig, On, TOKEN_FILE, VOLUME_NAME};
 use crate::injection::identity::{self, Identity, SaAnnotations};
 use crate::injection::pod::{Container, PodView};
 
@@ -123,6 +123,7 @@ pub fn mutate(
         role_arn: None,
     };
 
+    unknown_annotations(pod, cfg, &mut warnings);
     if opted_out(pod, cfg, &mut warnings) {
         return decided(Decision::OptedOut, warnings);
     }
@@ -203,6 +204,30 @@ pub fn mutate(
         warnings,
         role_arn: Some(identity.role_arn),
     }
+}
+
+/// Most unknown annotation keys under our prefix a pod is warned about.
+const MAX_UNKNOWN_KEYS: usize = 5;
+
+/// A warning for each annotation under our prefix that the webhook does not read on pods
+/// (a misspelling, or a ServiceAccount key), in key order, at most [`MAX_UNKNOWN_KEYS`].
+fn unknown_annotations(pod: &PodView<'_>, cfg: &InjectionConfig, warnings: &mut Vec<String>) {
+    let mut ours: Vec<&str> = pod
+        .metadata
+        .annotations
+        .keys()
+        .map(|k| k.as_ref())
+        .filter(|k| cfg.keys.is_ours(k))
+        .collect();
+    if ours.is_empty() {
+        return;
+    }
+    ours.sort_unstable();
+    let unknown = ours
+        .iter()
+        .filter_map(|k| cfg.keys.unknown(k, On::Pod))
+        .take(MAX_UNKNOWN_KEYS);
+    warnings.extend(unknown);
 }
 
 /// `true` when the pod carries the opt-out annotation with value `true`.

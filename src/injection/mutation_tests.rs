@@ -11,12 +11,15 @@ const TOKEN: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 
 fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
     let cfg = InjectionConfig::default();
-    SaAnnotations::from_annotations(&cfg, |k| {
+    SaAnnotations::from_annotations(
+        &cfg,
         pairs
             .iter()
-            .find(|(name, _)| format!("eks.amazonaws.com/{name}") == k)
-            .map(|(_, v)| *v)
-    })
+            .map(|(name, v)| (format!("eks.amazonaws.com/{name}"), *v))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v)),
+    )
     .expect("role-arn present")
 }
 
@@ -525,10 +528,7 @@ fn custom_settings_are_honoured() {
         ..settings()
     })
     .unwrap();
-    let sa = SaAnnotations::from_annotations(&cfg, |k| {
-        (k == "irsa.example.com/role-arn").then_some(ARN)
-    })
-    .unwrap();
+    let sa = SaAnnotations::from_annotations(&cfg, [("irsa.example.com/role-arn", ARN)]).unwrap();
     let (pod, out) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa)), &cfg);
     assert!(out.warnings.is_empty());
     assert_eq!(pod["spec"]["volumes"][0], volume("custom", 1200));
@@ -687,4 +687,71 @@ fn annotation_values_are_read_like_the_reference_webhook() {
         assert_eq!(injected, [false, false, true], "{list}");
         assert!(out.warnings.is_empty(), "{list}: {:?}", out.warnings);
     }
+}
+
+#[test]
+fn unknown_pod_annotations_under_the_prefix_are_named() {
+    let mut input = simple_pod();
+    input["metadata"]["annotations"] = json!({
+        "eks.amazonaws.com/skip-container": "app",
+        "eks.amazonaws.com/role-arn": ARN,
+        "example.com/skip-container": "app",
+    });
+    let (pod, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(
+        out.decision,
+        Decision::Mutated,
+        "a typo does not skip anything"
+    );
+    assert!(pod["spec"]["containers"][0].get("env").is_some());
+    assert_eq!(
+        out.warnings,
+        [
+            "annotation eks.amazonaws.com/role-arn is read on ServiceAccounts, not on a pod: it has no effect here",
+            "annotation eks.amazonaws.com/skip-container is not one this webhook reads on a pod; did you mean eks.amazonaws.com/skip-containers?",
+        ]
+    );
+    // However many there are, five are named.
+    let many: serde_json::Map<String, Value> = (0..1000)
+        .map(|i| (format!("eks.amazonaws.com/x{i:04}"), json!("")))
+        .collect();
+    input["metadata"]["annotations"] = Value::Object(many);
+    let (_, out) = run(&input, &[("role-arn", ARN)]);
+    assert_eq!(out.warnings.len(), 5, "{:?}", out.warnings);
+    assert!(out.warnings[0].starts_with("annotation eks.amazonaws.com/x0000 "));
+}
+
+#[test]
+fn a_misspelt_service_account_annotation_is_named_in_a_warning() {
+    let cfg = InjectionConfig::default();
+    let sa = SaAnnotations::from_annotations(&cfg, [("eks.amazonaws.com/rolearn", ARN)])
+        .expect("kept for its warning");
+    assert_eq!(sa.role_arn, None);
+    let (pod, out) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa)), &cfg);
+    assert_eq!(out.decision, Decision::NoRole);
+    assert_eq!(pod, simple_pod());
+    assert_eq!(
+        out.warnings,
+        [
+            "ServiceAccount ns/app: annotation eks.amazonaws.com/rolearn is not one this webhook reads on a ServiceAccount; did you mean eks.amazonaws.com/role-arn?"
+        ]
+    );
+    // Beside a role, the misspelt key is still named, and the role injected.
+    let sa = SaAnnotations::from_annotations(
+        &cfg,
+        [
+            ("eks.amazonaws.com/role-arn", ARN),
+            ("eks.amazonaws.com/audiance", "x"),
+        ],
+    )
+    .unwrap();
+    let (_, out) = run_with(&simple_pod(), ServiceAccount::Found(Some(&sa)), &cfg);
+    assert_eq!(out.decision, Decision::Mutated);
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(out.warnings[0].ends_with("did you mean eks.amazonaws.com/audience?"));
+    // Unrelated annotations are not kept at all.
+    assert_eq!(
+        SaAnnotations::from_annotations(&cfg, [("example.com/x", "y")]),
+        None
+    );
 }

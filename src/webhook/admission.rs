@@ -287,11 +287,9 @@ mod tests {
         assert_eq!(namespace, "team");
         assert_eq!(pod.service_account(), "app");
         let sa = SaAnnotations {
-            role_arn: "arn:aws:iam::111122223333:role/x".into(),
-            audience: None,
-            sts_regional_endpoints: None,
+            role_arn: Some("arn:aws:iam::111122223333:role/x".into()),
             token_expiration: Some("10".into()),
-            region: None,
+            ..Default::default()
         };
         let outcome = mutate(
             pod,
@@ -445,11 +443,9 @@ mod tests {
             panic!()
         };
         let sa = SaAnnotations {
-            role_arn: "arn:aws:iam::111122223333:role/x".into(),
+            role_arn: Some("arn:aws:iam::111122223333:role/x".into()),
             audience: Some("a".repeat(200_000).into()),
-            sts_regional_endpoints: None,
-            token_expiration: None,
-            region: None,
+            ..Default::default()
         };
         let outcome = mutate(
             pod,

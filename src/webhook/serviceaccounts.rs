@@ -211,8 +211,8 @@ impl Index {
 
     fn annotations_of(&self, sa: &PartialObjectMeta<ServiceAccount>) -> Option<Arc<SaAnnotations>> {
         let annotations = sa.metadata.annotations.as_ref()?;
-        SaAnnotations::from_annotations(&self.inner.cfg, |k| annotations.get(k).map(String::as_str))
-            .map(Arc::new)
+        let pairs = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        SaAnnotations::from_annotations(&self.inner.cfg, pairs).map(Arc::new)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
@@ -224,9 +224,9 @@ impl Index {
     }
 
     fn insert(&self, namespace: &str, name: &str, annotations: Option<Arc<SaAnnotations>>) {
-        let added = Some(annotations.is_some());
+        let added = Some(has_role(&annotations));
         let replaced = insert(&mut self.write(), namespace, name, annotations);
-        self.count_change(replaced.map(|a| a.is_some()), added);
+        self.count_change(replaced.map(|a| has_role(&a)), added);
     }
 
     fn remove(&self, namespace: &str, name: &str) {
@@ -239,7 +239,7 @@ impl Index {
             store.remove(namespace);
         }
         drop(store);
-        self.count_change(removed.map(|a| a.is_some()), None);
+        self.count_change(removed.map(|a| has_role(&a)), None);
     }
 
     /// Adjusts the gauges for one entry going from `before` to `after` (`Some(annotated)`).
@@ -266,7 +266,7 @@ impl Index {
             .values()
             .flat_map(HashMap::values)
             .fold((0i64, 0i64), |(all, annotated), a| {
-                (all + 1, annotated + i64::from(a.is_some()))
+                (all + 1, annotated + i64::from(has_role(a)))
             });
         self.inner.metrics.service_accounts.set(all);
         self.inner.metrics.annotated_service_accounts.set(annotated);
@@ -335,6 +335,11 @@ fn key_of(sa: &PartialObjectMeta<ServiceAccount>) -> Option<(&str, &str)> {
     ))
 }
 
+/// Whether an entry carries a role annotation (the `annotated_serviceaccounts` gauge).
+fn has_role(annotations: &Option<Arc<SaAnnotations>>) -> bool {
+    annotations.as_ref().is_some_and(|a| a.role_arn.is_some())
+}
+
 /// Inserts an entry; returns the one it replaced.
 fn insert(
     store: &mut Store,
@@ -363,11 +368,8 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             annotations: role.map(|r| SaAnnotations {
-                role_arn: r.into(),
-                audience: None,
-                sts_regional_endpoints: None,
-                token_expiration: None,
-                region: None,
+                role_arn: Some(r.into()),
+                ..Default::default()
             }),
         }
     }
@@ -387,7 +389,7 @@ mod tests {
         let Lookup::Found(Some(sa)) = index.lookup("a", "with-role").await else {
             panic!("expected a role");
         };
-        assert_eq!(&*sa.role_arn, "arn");
+        assert_eq!(sa.role_arn.as_deref(), Some("arn"));
         assert_eq!(index.lookup("a", "plain").await, Lookup::Found(None));
         assert_eq!(index.lookup("b", "plain").await, Lookup::NotFound);
         let text = metrics.encode();
