@@ -172,3 +172,41 @@ fn certs_command_writes_the_files() {
             .contains("give at least one --dns name or --ip address")
     );
 }
+
+#[test]
+fn what_kubectl_would_refuse_is_a_warning_and_the_documents_are_kept() {
+    let input = "\
+kind: ServiceAccount
+metadata: {name: app, annotations: {eks.amazonaws.com/rolearn: arn:aws:iam::111122223333:role/app}}
+---
+kind: Pods
+metadata: {name: typo}
+spec: {containers: [{name: a}]}
+---
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      serviceAccountName: app
+      contianers: [{name: web, image: nginx}]
+      containers: [{name: web, image: nginx}]
+";
+    let out = run(&["inject", "-f", "-"], input);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[1]["kind"], "Pods");
+    assert!(
+        docs[2]["spec"]["template"]["spec"]["contianers"].is_array(),
+        "kept"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "warning: <stdin>: document 2 (Pods/typo): kind Pods is not a kind Kubernetes knows; did you mean Pod? Left as it is\n\
+         warning: <stdin>: document 3 (Deployment/web): unknown field \"spec.template.spec.contianers\": kubectl would refuse it\n\
+         warning: <stdin>: document 3 (Deployment/web): ServiceAccount default/app: annotation eks.amazonaws.com/rolearn is not one this webhook reads on a ServiceAccount; did you mean eks.amazonaws.com/role-arn?\n"
+    );
+}

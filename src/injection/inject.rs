@@ -11,6 +11,7 @@ use crate::injection::identity::SaAnnotations;
 use crate::injection::manifest::{self, Document, ServiceAccountEntry};
 use crate::injection::mutation::{self, Decision, ServiceAccount};
 use crate::injection::pod::PodView;
+use crate::injection::schema;
 
 /// A workload whose pod template cannot be found or read.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +29,8 @@ pub struct InjectError {
 pub struct Report {
     /// `Kind/name` for messages.
     pub object: String,
-    pub decision: Decision,
+    /// `None` for an object that is not a workload (warned about as a likely slip of one).
+    pub decision: Option<Decision>,
     pub warnings: Vec<String>,
 }
 
@@ -84,17 +86,6 @@ impl<'c> Injector<'c> {
         source_name: &str,
     ) -> Result<Option<Report>, InjectError> {
         let kind = manifest::kind(object).to_owned();
-        let template_path: &[&str] = match kind.as_str() {
-            "Pod" => &[],
-            "Deployment"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "ReplicaSet"
-            | "Job"
-            | "ReplicationController" => &["spec", "template"],
-            "CronJob" => &["spec", "jobTemplate", "spec", "template"],
-            _ => return Ok(None),
-        };
         let meta = object.get("metadata");
         let name = meta
             .and_then(|m| m.get("name").or_else(|| m.get("generateName")))
@@ -107,6 +98,17 @@ impl<'c> Injector<'c> {
             .filter(|n| !n.is_empty())
             .unwrap_or(&self.default_namespace)
             .to_owned();
+        let object_name = format!("{kind}/{name}");
+        let Some(template_path) = schema::template_path(&kind) else {
+            return Ok(schema::meant_kind(&kind).map(|meant| Report {
+                object: object_name,
+                decision: None,
+                warnings: vec![format!(
+                    "kind {kind} is not a kind Kubernetes knows; did you mean {meant}? Left as it is"
+                )],
+            }));
+        };
+        let unknown = schema::unknown_fields(&kind, object);
         let error = |message: String| InjectError {
             source_name: source_name.to_owned(),
             document,
@@ -127,7 +129,10 @@ impl<'c> Injector<'c> {
 
         let view =
             PodView::deserialize(&*pod).map_err(|e| error(format!("unreadable pod spec: {e}")))?;
-        let object_name = format!("{kind}/{name}");
+        let mut warnings: Vec<String> = unknown
+            .iter()
+            .map(|field| format!("unknown field \"{field}\": kubectl would refuse it"))
+            .collect();
         if view
             .metadata
             .labels
@@ -137,8 +142,8 @@ impl<'c> Injector<'c> {
             // In a cluster the webhook's objectSelector keeps such pods from reaching us at all.
             return Ok(Some(Report {
                 object: object_name,
-                decision: Decision::OptedOut,
-                warnings: Vec::new(),
+                decision: Some(Decision::OptedOut),
+                warnings,
             }));
         }
         let sa_name = view.service_account().to_owned();
@@ -153,10 +158,11 @@ impl<'c> Injector<'c> {
         drop(view);
         json_patch::patch(pod, &outcome.patch)
             .map_err(|e| error(format!("patch did not apply: {e}")))?;
+        warnings.extend(outcome.warnings);
         Ok(Some(Report {
             object: object_name,
-            decision: outcome.decision,
-            warnings: outcome.warnings,
+            decision: Some(outcome.decision),
+            warnings,
         }))
     }
 }
@@ -210,7 +216,9 @@ mod tests {
         let (docs, reports) = run(&yaml);
         assert_eq!(reports.len(), 7);
         assert!(
-            reports.iter().all(|r| r.decision == Decision::Mutated),
+            reports
+                .iter()
+                .all(|r| r.decision == Some(Decision::Mutated)),
             "{reports:?}"
         );
         let pointers = [
@@ -241,12 +249,12 @@ mod tests {
         );
         let (docs, reports) = run(&yaml);
         // Pod a is in "default", where no ServiceAccount "app" was given.
-        assert_eq!(reports[0].decision, Decision::ServiceAccountNotFound);
+        assert_eq!(reports[0].decision, Some(Decision::ServiceAccountNotFound));
         assert_eq!(
             reports[0].warnings,
             ["ServiceAccount default/app not found: AWS credentials not injected"]
         );
-        assert_eq!(reports[1].decision, Decision::OptedOut);
+        assert_eq!(reports[1].decision, Some(Decision::OptedOut));
         assert!(docs[1].value["items"][1]["spec"].get("volumes").is_none());
     }
 

@@ -8,3 +8,4 @@ pub mod inject;
 pub mod manifest;
 pub mod mutation;
 pub mod pod;
+pub mod schema;

@@ -72,13 +72,15 @@ pub async fn read(
     }
     let mut reader = Reader {
         body,
-        buf: Vec::with_capacity(declared.unwrap_or(0)),
+        buf: Vec::new(),
         reserved_kib: 0,
         permits: Vec::new(),
     };
     let result = tokio::time::timeout(deadline, async {
         if let Some(n) = declared {
+            // Memory is taken only once the budget allows it.
             reader.reserve(n, budget).await;
+            reader.buf.reserve_exact(n);
         }
         reader.fill(limit, budget).await
     })
