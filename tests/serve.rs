@@ -478,7 +478,7 @@ fn run_as_webhook_it_serves_with_the_eks_webhook_command_line() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&no_files.stderr);
     assert!(
-        stderr.contains("cannot load the serving certificate /etc/webhook/certs/tls.crt"),
+        stderr.contains("cannot read /etc/webhook/certs/tls.crt: No such file or directory"),
         "{stderr}"
     );
     // Given files and a port, it serves.
@@ -508,4 +508,119 @@ fn run_as_webhook_it_serves_with_the_eks_webhook_command_line() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(ready, "webhook --in-cluster=false … became ready");
+}
+
+/// Start-up errors name the flag or file and say the cause once; connection errors name the
+/// API server and the reason; no colour codes off a terminal.
+#[test]
+fn errors_name_the_file_or_server_and_say_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours");
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&ours).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    write_certs(&ours);
+    write_certs(&other);
+    let sa_file = dir.path().join("sa.yaml");
+    std::fs::write(&sa_file, SERVICE_ACCOUNTS).unwrap();
+    let serve = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let missing = serve(&[
+        &os("--tls-cert=nope.crt"),
+        &os("--tls-key=nope.key"),
+        &os("--service-accounts-file"),
+        sa_file.as_os_str(),
+    ]);
+    assert_eq!(
+        missing,
+        "error: cannot read nope.crt: No such file or directory (os error 2)\n"
+    );
+    let mismatch = serve(&[
+        &os("--tls-cert"),
+        ours.join("tls.crt").as_os_str(),
+        &os("--tls-key"),
+        other.join("tls.key").as_os_str(),
+        &os("--service-accounts-file"),
+        sa_file.as_os_str(),
+    ]);
+    assert!(
+        mismatch.ends_with(
+            "do not form a usable pair: the private key does not belong to the certificate\n"
+        ),
+        "{mismatch}"
+    );
+    let kubeconfig = serve(&[
+        &os("--tls-cert"),
+        ours.join("tls.crt").as_os_str(),
+        &os("--tls-key"),
+        ours.join("tls.key").as_os_str(),
+        &os("--kubeconfig=missing-kubeconfig"),
+    ]);
+    assert_eq!(
+        kubeconfig,
+        "error: cannot read --kubeconfig missing-kubeconfig: No such file or directory (os error 2)\n"
+    );
+
+    // An API server that refuses connections (nothing listens on 127.0.0.1:1).
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(
+        &config,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
+         contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {token: x}}]\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+        .arg("serve")
+        .arg("--tls-cert")
+        .arg(ours.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(ours.join("tls.key"))
+        .arg("--kubeconfig")
+        .arg(&config)
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--port", &support::free_port().to_string()])
+        .args(["--metrics-port", &support::free_port().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("ServiceAccount watch error") {
+                break;
+            }
+        }
+        text
+    });
+    let started = std::time::Instant::now();
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = reader.join().unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ServiceAccount watch error"))
+        .unwrap_or_else(|| panic!("no watch error logged: {log}"));
+    assert!(line.contains("api_server=https://127.0.0.1:1/"), "{line}");
+    assert!(line.contains("Connection refused"), "{line}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no ANSI colour codes off a terminal: {log:?}"
+    );
 }

@@ -26,10 +26,10 @@ pub enum CertsError {
     BadDays(u32),
     #[error("{0} already exists; pass --force to overwrite")]
     Exists(PathBuf),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
@@ -184,9 +184,9 @@ impl CertInfo {
 impl Bundle {
     /// Writes the four PEM files into `dir` (keys mode 0600); refuses to overwrite unless `force`.
     pub fn write(&self, dir: &Path, force: bool) -> Result<Vec<PathBuf>, CertsError> {
-        std::fs::create_dir_all(dir).map_err(|source| CertsError::Write {
+        std::fs::create_dir_all(dir).map_err(|cause| CertsError::Write {
             path: dir.to_owned(),
-            source,
+            cause,
         })?;
         let files = [
             (CA_CERT, &self.ca_cert, 0o644),
@@ -208,7 +208,7 @@ impl Bundle {
                 let path = dir.join(name);
                 crate::serving::files::write_atomically(&path, pem.as_bytes(), *mode)
                     .map(|()| path.clone())
-                    .map_err(|source| CertsError::Write { path, source })
+                    .map_err(|cause| CertsError::Write { path, cause })
             })
             .collect()
     }

@@ -7,6 +7,7 @@
 //! CA is published in the `caBundle` (next to the previous CA) before any replica serves a
 //! certificate signed by it.
 
+use crate::serving::errors::chain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,10 @@ const CA_PREVIOUS: &str = "ca-previous.crt";
 /// Why the Secret or the webhook configuration could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
 pub enum CertSecretError {
-    #[error("Secret {secret}: {source}")]
-    Secret { secret: String, source: kube::Error },
-    #[error("MutatingWebhookConfiguration {name}: {source}")]
-    WebhookConfig { name: String, source: kube::Error },
+    #[error("Secret {secret}: {}", chain(cause))]
+    Secret { secret: String, cause: kube::Error },
+    #[error("MutatingWebhookConfiguration {name}: {}", chain(cause))]
+    WebhookConfig { name: String, cause: kube::Error },
     #[error("Secret {secret}: kept changing under us; giving up for now")]
     Contended { secret: String },
     #[error(transparent)]
@@ -190,9 +191,9 @@ impl CertSecret {
 
     /// Reads the Secret, creating or renewing it when needed, and returns what to serve.
     pub async fn ensure(&self) -> Result<Material, CertSecretError> {
-        let secret_err = |source| CertSecretError::Secret {
+        let secret_err = |cause| CertSecretError::Secret {
             secret: format!("{}/{}", self.namespace, self.secret),
-            source,
+            cause,
         };
         for _ in 0..5 {
             let current = self
@@ -239,9 +240,9 @@ impl CertSecret {
         let Some(name) = &self.webhook_config else {
             return Ok(false);
         };
-        let config_err = |source| CertSecretError::WebhookConfig {
+        let config_err = |cause| CertSecretError::WebhookConfig {
             name: name.clone(),
-            source,
+            cause,
         };
         for _ in 0..5 {
             let mut config = self.configs.get(name).await.map_err(config_err)?;

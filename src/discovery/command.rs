@@ -100,7 +100,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         ));
         let store = Arc::new(Store::new(settings.max_stale, draining));
         let refresher = Refresher {
-            source: ApiServer::new(client, settings.fetch_timeout),
+            source: ApiServer::new(client.client, client.url, settings.fetch_timeout),
             issuer: settings.issuer.clone(),
             store: store.clone(),
             metrics: metrics.clone(),

@@ -6,10 +6,10 @@ use super::document::{DISCOVERY_PATH, Documents, JWKS_PATH};
 
 /// A file of `--export-dir` that could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}")]
+#[error("cannot write {path}: {cause}")]
 pub struct ExportError {
     path: PathBuf,
-    source: std::io::Error,
+    cause: std::io::Error,
 }
 
 /// `--export-dir`, with both subdirectories created up front so a bad directory fails start-up.
@@ -28,9 +28,9 @@ impl Exporter {
         };
         for file in [&exporter.discovery, &exporter.jwks] {
             let parent = file.parent().expect("a joined path has a parent");
-            std::fs::create_dir_all(parent).map_err(|source| ExportError {
+            std::fs::create_dir_all(parent).map_err(|cause| ExportError {
                 path: parent.to_owned(),
-                source,
+                cause,
             })?;
         }
         Ok(exporter)
@@ -45,9 +45,9 @@ impl Exporter {
 }
 
 fn replace(path: &Path, content: &[u8]) -> Result<(), ExportError> {
-    crate::serving::files::write_atomically(path, content, 0o644).map_err(|source| ExportError {
+    crate::serving::files::write_atomically(path, content, 0o644).map_err(|cause| ExportError {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

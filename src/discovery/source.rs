@@ -1,5 +1,6 @@
 //! Fetches the two documents from the API server with the client's own credentials.
 
+use crate::serving::errors::chain;
 use std::time::Duration;
 
 use axum::http::{Request, StatusCode, header};
@@ -16,10 +17,11 @@ pub enum FetchError {
         path: &'static str,
         timeout: Duration,
     },
-    #[error("GET {path} failed: {source}")]
+    #[error("GET {path} from {server} failed: {}", chain(cause))]
     Request {
         path: &'static str,
-        source: kube::Error,
+        server: String,
+        cause: kube::Error,
     },
     #[error("GET {path} answered HTTP {status}{hint}: {body}")]
     Status {
@@ -44,13 +46,18 @@ impl FetchError {
 /// The API server, reached through a client built from in-cluster credentials or a kubeconfig.
 pub struct ApiServer {
     client: kube::Client,
+    url: String,
     timeout: Duration,
 }
 
 impl ApiServer {
-    /// Each fetch through `client` is abandoned after `timeout`.
-    pub fn new(client: kube::Client, timeout: Duration) -> Self {
-        Self { client, timeout }
+    /// Each fetch through `client` (to the API server at `url`) is abandoned after `timeout`.
+    pub fn new(client: kube::Client, url: String, timeout: Duration) -> Self {
+        Self {
+            client,
+            url,
+            timeout,
+        }
     }
 
     /// The body at `path` on success; at most [`MAX_BODY_BYTES`] + 1 bytes are read, so an
@@ -65,7 +72,11 @@ impl ApiServer {
     }
 
     async fn get(&self, path: &'static str) -> Result<Vec<u8>, FetchError> {
-        let failed = |source| FetchError::Request { path, source };
+        let failed = |cause| FetchError::Request {
+            path,
+            server: self.url.trim_end_matches('/').to_owned(),
+            cause,
+        };
         let request = Request::get(path)
             .header(header::ACCEPT, "application/json, application/jwk-set+json")
             .body(Body::empty())

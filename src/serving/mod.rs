@@ -2,6 +2,7 @@
 //! shared metrics, signals, logging, the Kubernetes client and atomic file writes.
 
 pub mod body;
+pub mod errors;
 pub mod files;
 pub mod health;
 pub mod kube_client;

@@ -18,10 +18,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// A certificate or key that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
+    // `cause`, not `source`: the message already says it, and a chain would say it twice.
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{name} holds no PEM certificate")]
     NoCertificate { name: String },
@@ -29,11 +30,11 @@ pub enum TlsError {
     BadCertificate { name: String, reason: String },
     #[error("{name} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {reason}")]
     BadKey { name: String, reason: String },
-    #[error("{cert} and {key} do not form a usable pair: {source}")]
+    #[error("{cert} and {key} do not form a usable pair: {reason}")]
     Pair {
         cert: String,
         key: String,
-        source: rustls::Error,
+        reason: String,
     },
 }
 
@@ -153,9 +154,9 @@ impl ReloadingConfig {
 fn stamp(path: &Path) -> Result<Stamp, TlsError> {
     std::fs::metadata(path)
         .map(|m| Stamp::from(&m))
-        .map_err(|source| TlsError::Read {
+        .map_err(|cause| TlsError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })
 }
 
@@ -173,9 +174,9 @@ pub struct PemSource<'a> {
 /// Reads a PEM certificate chain and key from files and builds the server configuration.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
+        std::fs::read(path).map_err(|cause| TlsError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })
     };
     let (cert_pem, key_pem) = (read(cert)?, read(key)?);
@@ -217,10 +218,15 @@ pub fn server_config_from_pem(
         .expect("ring supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
-        .map_err(|source| TlsError::Pair {
+        .map_err(|err| TlsError::Pair {
             cert: cert.name.to_owned(),
             key: key.name.to_owned(),
-            source,
+            reason: match err {
+                rustls::Error::InconsistentKeys(_) => {
+                    "the private key does not belong to the certificate".into()
+                }
+                err => err.to_string(),
+            },
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)

@@ -152,19 +152,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             None
         };
         let tls = match certificate {
-            Certificate::Files(cert, key) => Arc::new(
-                ReloadingConfig::load(&cert, &key, count_reloads(&metrics.tls_reloads))
-                    .with_context(|| {
-                        format!(
-                            "cannot load the serving certificate {} and key {}",
-                            cert.display(),
-                            key.display()
-                        )
-                    })?,
-            ),
+            Certificate::Files(cert, key) => Arc::new(ReloadingConfig::load(
+                &cert,
+                &key,
+                count_reloads(&metrics.tls_reloads),
+            )?),
             Certificate::SelfManaged(cert, webhook_config) => {
-                let client = client.clone().context("no Kubernetes client")?;
-                self_managed_tls(cert, webhook_config, args.cert_check_interval, client, &metrics)
+                let cluster = client.clone().context("no Kubernetes client")?;
+                self_managed_tls(cert, webhook_config, args.cert_check_interval, cluster.client, &metrics)
                     .await?
             }
         };
@@ -178,9 +173,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 Index::from_entries(entries, cfg.clone(), metrics.clone())
             }
             None => {
-                let client = client.expect("a client exists without --service-accounts-file");
+                let cluster = client.expect("a client exists without --service-accounts-file");
                 let (index, watch) =
-                    Index::watch(client, args.lookup_timeout, cfg.clone(), metrics.clone());
+                    Index::watch(cluster, args.lookup_timeout, cfg.clone(), metrics.clone());
                 tokio::spawn(watch);
                 index
             }

@@ -16,6 +16,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use crate::injection::config::InjectionConfig;
 use crate::injection::identity::SaAnnotations;
 use crate::injection::manifest::ServiceAccountEntry;
+use crate::serving::errors::chain;
+use crate::serving::kube_client::Cluster;
 use crate::webhook::metrics::Metrics;
 
 /// Most ServiceAccount GETs in flight at once; beyond it a miss is answered "unavailable" at
@@ -55,6 +57,8 @@ struct Inner {
 
 struct ApiFallback {
     client: kube::Client,
+    /// The API server's URL, for messages.
+    url: String,
     timeout: Duration,
     flights: Mutex<HashMap<(String, String), Flight>>,
 }
@@ -82,13 +86,15 @@ impl Index {
     /// An index fed by a cluster-wide metadata watch; not ready until the first list completes.
     /// The returned future runs the watch forever (it retries with backoff) and must be spawned.
     pub fn watch(
-        client: kube::Client,
+        cluster: Cluster,
         lookup_timeout: Duration,
         cfg: Arc<InjectionConfig>,
         metrics: Arc<Metrics>,
     ) -> (Self, BoxFuture<'static, ()>) {
+        let client = cluster.client.clone();
         let fallback = ApiFallback {
-            client: client.clone(),
+            client: cluster.client,
+            url: cluster.url,
             timeout: lookup_timeout,
             flights: Mutex::default(),
         };
@@ -169,6 +175,7 @@ impl Index {
         let sas: Api<PartialObjectMeta<ServiceAccount>> =
             Api::namespaced(api.client.clone(), namespace);
         let (namespace, name, timeout) = (namespace.to_owned(), name.to_owned(), api.timeout);
+        let api_url = api.url.clone();
         let task = tokio::spawn(async move {
             let result = tokio::time::timeout(timeout, sas.get_opt(&name)).await;
             let lookup = match result {
@@ -184,8 +191,9 @@ impl Index {
                 }
                 Ok(Err(err)) => {
                     index.inner.metrics.lookup("api_error");
-                    tracing::warn!(%namespace, %name, error = %err, "ServiceAccount GET failed");
-                    Lookup::Unavailable(format!("API error: {err}"))
+                    let error = chain(&err);
+                    tracing::warn!(%namespace, %name, api_server = %api_url, %error, "ServiceAccount GET failed");
+                    Lookup::Unavailable(format!("API error: {}", chain(&err)))
                 }
                 Err(_) => {
                     index.inner.metrics.lookup("api_error");
@@ -283,7 +291,8 @@ impl Index {
             let event = match event {
                 Ok(event) => event,
                 Err(err) => {
-                    tracing::warn!(error = %err, "ServiceAccount watch error; retrying with backoff");
+                    let api_server = self.inner.api.as_ref().map_or("", |a| a.url.as_str());
+                    tracing::warn!(%api_server, error = %chain(&err), "ServiceAccount watch error; retrying with backoff");
                     continue;
                 }
             };
