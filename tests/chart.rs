@@ -33,7 +33,14 @@ fn cluster() -> &'static Cluster {
 }
 
 /// The value sets every offline and dry-run check covers: defaults and `chart/ci/*-values.yaml`.
-const VALUE_SETS: &[&str] = &["default", "cert-manager", "tailscale", "ingress", "fail"];
+const VALUE_SETS: &[&str] = &[
+    "default",
+    "cert-manager",
+    "tailscale",
+    "seed000",
+    "ingress",
+    "fail",
+];
 
 fn values_files(set: &str) -> Vec<std::path::PathBuf> {
     match set {
@@ -209,6 +216,33 @@ fn bad_values_are_refused_with_a_message_that_names_the_fix() {
             ],
             "choose one",
         ),
+        // A value of a feature that is off names the switch.
+        (
+            &["discovery.issuerUrl=https://oidc.example.com"],
+            "discovery.issuerUrl is set but the discovery server is off: set discovery.enabled=true",
+        ),
+        (
+            &["discovery.tailscale.hostname=oidc"],
+            "discovery.tailscale.hostname is set but Tailscale is off: set discovery.tailscale.enabled=true",
+        ),
+        (
+            &[
+                "discovery.enabled=true",
+                "discovery.issuerUrl=https://oidc.example.com",
+                "discovery.ingress.className=nginx",
+            ],
+            "discovery.ingress.className is set but the Ingress is off: set discovery.ingress.enabled=true",
+        ),
+        // The short forms and the long ones must agree.
+        (
+            &[
+                "issuerUrl=https://a.tail0123ab.ts.net",
+                "discovery.issuerUrl=https://b.tail0123ab.ts.net",
+            ],
+            "issuerUrl \"https://a.tail0123ab.ts.net\" and discovery.issuerUrl \"https://b.tail0123ab.ts.net\" differ",
+        ),
+        (&["issuerUrl=http://oidc.example.com"], "issuerUrl"),
+        (&["tailscale.hostnme=x"], "hostnme"),
     ];
     for helm in Helm::ALL {
         for (set, expected) in cases {
@@ -770,6 +804,31 @@ fn discovery_with_tailscale_publishes_only_the_public_port_through_funnel() {
         find(&rendered, "Service", "irsa-webhook-discovery")["spec"]["ports"],
         json!([{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}])
     );
+}
+
+/// Seed 000's exact `--set` values render what the long form renders.
+#[test]
+fn seed_000_values_turn_on_discovery_with_tailscale_like_the_long_form() {
+    let short = render("irsa-webhook", "irsa-system", "seed000", &[]);
+    let long = render("irsa-webhook", "irsa-system", "tailscale", &[]);
+    assert_same(&short, &long, "seed 000's short values against the long form");
+    let set = [
+        "issuerUrl=https://irsa-oidc.tail0123ab.ts.net",
+        "tailscale.hostname=irsa-oidc",
+        "tailscale.tag=tag:irsa-oidc",
+        "tailscale.oauthSecret.name=tailscale-oauth",
+    ];
+    for helm in Helm::ALL {
+        let yaml = helm
+            .template("oidc-bridge", "irsa-system", &[], &set)
+            .unwrap_or_else(|e| panic!("{helm:?}: {e}"));
+        let rendered = objects(&yaml);
+        let deployment = find(&rendered, "Deployment", "oidc-bridge-irsa-webhook-discovery");
+        assert_eq!(
+            env(container(deployment, "tailscale"), "TS_HOSTNAME")["value"],
+            "irsa-oidc"
+        );
+    }
 }
 
 #[test]

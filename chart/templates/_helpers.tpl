@@ -156,3 +156,62 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Seed-000 shortcuts and switches, resolved once into .Values (idempotent, so every template that
+reads discovery values includes it first, whatever the rendering order): a top-level issuerUrl
+turns the discovery server on, a top-level tailscale.* its Tailscale publisher. A value of a
+feature that is switched off is an error naming the switch, never silently ignored.
+*/}}
+{{- define "irsa-webhook.resolve" -}}
+{{- $v := .Values }}
+{{- $d := $v.discovery }}
+{{- $ts := $d.tailscale }}
+{{- if $v.issuerUrl }}
+{{- if and $d.issuerUrl (ne $d.issuerUrl $v.issuerUrl) }}
+{{- fail (printf "issuerUrl %q and discovery.issuerUrl %q differ: set one (issuerUrl is the short form of discovery.issuerUrl)" $v.issuerUrl $d.issuerUrl) }}
+{{- end }}
+{{- $_ := set $d "issuerUrl" $v.issuerUrl }}
+{{- $_ := set $d "enabled" true }}
+{{- end }}
+{{- $short := $v.tailscale }}
+{{- if or $short.hostname $short.tag $short.oauthSecret.name }}
+{{- range $key := list "hostname" "tag" }}
+{{- $given := get $short $key }}
+{{- if $given }}
+{{- if and (get $ts $key) (ne (get $ts $key) $given) }}
+{{- fail (printf "tailscale.%s and discovery.tailscale.%s differ: set one (tailscale.* is the short form of discovery.tailscale.*)" $key $key) }}
+{{- end }}
+{{- $_ := set $ts $key $given }}
+{{- end }}
+{{- end }}
+{{- if $short.oauthSecret.name }}
+{{- if and $ts.oauthSecret.name (ne $ts.oauthSecret.name $short.oauthSecret.name) }}
+{{- fail "tailscale.oauthSecret.name and discovery.tailscale.oauthSecret.name differ: set one" }}
+{{- end }}
+{{- $_ := set $ts.oauthSecret "name" $short.oauthSecret.name }}
+{{- end }}
+{{- $_ := set $ts "enabled" true }}
+{{- end }}
+{{- if not $d.enabled }}
+{{- range $key, $on := dict "issuerUrl" $d.issuerUrl "tailscale.enabled" $ts.enabled "ingress.enabled" $d.ingress.enabled }}
+{{- if $on }}
+{{- fail (printf "discovery.%s is set but the discovery server is off: set discovery.enabled=true (or the top-level issuerUrl)" $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $ts.enabled }}
+{{- range $key, $on := dict "hostname" $ts.hostname "tag" $ts.tag "oauthSecret.name" $ts.oauthSecret.name "stateSecret" $ts.stateSecret }}
+{{- if $on }}
+{{- fail (printf "discovery.tailscale.%s is set but Tailscale is off: set discovery.tailscale.enabled=true" $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $d.ingress.enabled }}
+{{- range $key, $on := dict "className" $d.ingress.className "tlsSecretName" $d.ingress.tlsSecretName "annotations" $d.ingress.annotations }}
+{{- if $on }}
+{{- fail (printf "discovery.ingress.%s is set but the Ingress is off: set discovery.ingress.enabled=true" $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
