@@ -57,6 +57,19 @@ impl SaAnnotations {
     }
 }
 
+#[cfg(test)]
+impl SaAnnotations {
+    /// The annotations of a ServiceAccount with `pairs`, named without the default prefix.
+    pub(crate) fn named(pairs: &[(&str, &str)]) -> Option<Self> {
+        let keys: Vec<String> = pairs
+            .iter()
+            .map(|(name, _)| format!("eks.amazonaws.com/{name}"))
+            .collect();
+        let annotations = keys.iter().zip(pairs).map(|(k, (_, v))| (k.as_str(), *v));
+        Self::from_annotations(&InjectionConfig::default(), annotations)
+    }
+}
+
 /// Longest role ARN STS takes (`RoleArn` of AssumeRoleWithWebIdentity); a longer annotation is
 /// not injected, so one ServiceAccount cannot blow up every container's patch.
 pub const MAX_ROLE_ARN_LEN: usize = 2048;
@@ -241,17 +254,7 @@ mod tests {
     const ARN: &str = "arn:aws:iam::111122223333:role/app";
 
     fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
-        let cfg = InjectionConfig::default();
-        SaAnnotations::from_annotations(
-            &cfg,
-            pairs
-                .iter()
-                .map(|(name, v)| (format!("eks.amazonaws.com/{name}"), *v))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v)),
-        )
-        .expect("role-arn present")
+        SaAnnotations::named(pairs).expect("role-arn present")
     }
 
     fn pod(json: &str) -> PodView<'_> {

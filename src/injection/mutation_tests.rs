@@ -10,17 +10,7 @@ const MOUNT: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const TOKEN: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 
 fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
-    let cfg = InjectionConfig::default();
-    SaAnnotations::from_annotations(
-        &cfg,
-        pairs
-            .iter()
-            .map(|(name, v)| (format!("eks.amazonaws.com/{name}"), *v))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v)),
-    )
-    .expect("role-arn present")
+    SaAnnotations::named(pairs).expect("role-arn present")
 }
 
 /// Runs the mutation and returns the patched pod with the outcome.
