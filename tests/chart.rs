@@ -811,7 +811,11 @@ fn discovery_with_tailscale_publishes_only_the_public_port_through_funnel() {
 fn seed_000_values_turn_on_discovery_with_tailscale_like_the_long_form() {
     let short = render("irsa-webhook", "irsa-system", "seed000", &[]);
     let long = render("irsa-webhook", "irsa-system", "tailscale", &[]);
-    assert_same(&short, &long, "seed 000's short values against the long form");
+    assert_same(
+        &short,
+        &long,
+        "seed 000's short values against the long form",
+    );
     let set = [
         "issuerUrl=https://irsa-oidc.tail0123ab.ts.net",
         "tailscale.hostname=irsa-oidc",
@@ -823,7 +827,11 @@ fn seed_000_values_turn_on_discovery_with_tailscale_like_the_long_form() {
             .template("oidc-bridge", "irsa-system", &[], &set)
             .unwrap_or_else(|e| panic!("{helm:?}: {e}"));
         let rendered = objects(&yaml);
-        let deployment = find(&rendered, "Deployment", "oidc-bridge-irsa-webhook-discovery");
+        let deployment = find(
+            &rendered,
+            "Deployment",
+            "oidc-bridge-irsa-webhook-discovery",
+        );
         assert_eq!(
             env(container(deployment, "tailscale"), "TS_HOSTNAME")["value"],
             "irsa-oidc"
