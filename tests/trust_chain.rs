@@ -44,6 +44,7 @@ fn chain() -> Option<&'static Chain> {
         let (port, issuer) = DiscoveryServer::reserve();
         let cluster = Cluster::start(ClusterOptions {
             issuer: Some(issuer),
+            ..Default::default()
         });
         let discovery = DiscoveryServer::start(port, &cluster.kubeconfig);
         assert_eq!(cluster.issuer, discovery.issuer);

@@ -94,6 +94,8 @@ impl Drop for Guarded {
 pub struct ClusterOptions {
     /// `--service-account-issuer`; defaults to the API server's own https URL.
     pub issuer: Option<String>,
+    /// More kube-apiserver flags (e.g. `--feature-gates=...`).
+    pub apiserver_args: Vec<String>,
 }
 
 /// A running etcd + kube-apiserver.
@@ -167,7 +169,7 @@ impl Cluster {
         .unwrap();
         let url = format!("https://127.0.0.1:{api_port}");
         let issuer = options.issuer.unwrap_or_else(|| url.clone());
-        let apiserver_args = vec![
+        let mut apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={api_port}"),
@@ -182,7 +184,11 @@ impl Cluster {
             format!("--service-account-key-file={}", sa_key.display()),
             format!("--service-account-signing-key-file={}", sa_key.display()),
             format!("--api-audiences={issuer},sts.amazonaws.com"),
+            // A webhook configuration that names a Service (the chart's) is called through the
+            // Service's endpoints, never its ClusterIP or DNS name: no packet leaves the machine.
+            "--enable-aggregator-routing=true".into(),
         ];
+        apiserver_args.extend(options.apiserver_args);
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&url, &serving.ca_cert, &token)).unwrap();
         let cluster = Self {

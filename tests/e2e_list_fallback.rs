@@ -1,0 +1,25 @@
+//! An API server that does not stream lists (WatchList off, as before Kubernetes 1.32): the
+//! ServiceAccount index falls back to paged lists, becomes ready and mutates.
+
+mod support;
+
+use support::cluster::{Cluster, ClusterOptions};
+use support::e2e::{ARN, Env, Registration, has_token_volume, pod};
+
+#[tokio::test]
+async fn without_streaming_lists_the_index_lists_in_pages() {
+    if std::env::var_os("IRSA_E2E_KUBECONFIG").is_some() {
+        eprintln!("SKIPPED e2e_list_fallback: it needs an API server started with WatchList off");
+        return;
+    }
+    let cluster = Cluster::start(ClusterOptions {
+        apiserver_args: vec!["--feature-gates=WatchList=false".into()],
+        ..Default::default()
+    });
+    let env = Env::new(&cluster, "paged", Registration::default()).await;
+    env.service_account("app", &[("eks.amazonaws.com/role-arn", ARN)])
+        .await;
+    let created = env.create(pod("p", "app", &[])).await;
+    assert!(has_token_volume(&created.pod), "{:?}", created.pod);
+    env.cleanup().await;
+}
