@@ -14,18 +14,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use support::{Server, request, roots, tls_connect};
+use support::{SERVICE_ACCOUNTS, Server, request, roots, tls_connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const SERVICE_ACCOUNTS: &str = "\
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: app
-  namespace: team
-  annotations:
-    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app
-";
 
 /// The server's documented limits (README, "Security"), with room for a loaded machine.
 const FIRST_REQUEST: Duration = Duration::from_secs(10);
@@ -67,6 +57,21 @@ async fn assert_serving(server: &Server) {
     assert_eq!(status, 200);
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+}
+
+/// A TLS connection to `server` offering `alpn`.
+async fn connect(
+    server: &Server,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect(
+        server.addr,
+        roots(&[&server.ca_pem]),
+        alpn,
+        rustls::ALL_VERSIONS,
+    )
+    .await
+    .expect("TLS connection to the server")
 }
 
 /// Waits until the peer closes `stream` (EOF or reset), at most `limit`; returns how long it took.
@@ -131,27 +136,12 @@ async fn connections_that_send_nothing_are_closed_after_the_first_request_deadli
     for alpn in [&[b"h2" as &[u8]][..], &[b"http/1.1"], &[]] {
         for _ in 0..3 {
             let connected = Instant::now();
-            let stream = tls_connect(
-                server.addr,
-                roots(&[&server.ca_pem]),
-                alpn,
-                rustls::ALL_VERSIONS,
-            )
-            .await
-            .unwrap();
-            idle.push((connected, stream));
+            idle.push((connected, connect(&server, alpn).await));
         }
     }
     // An HTTP/2 connection that completes its preface and SETTINGS but sends no request.
     let h2_started = Instant::now();
-    let stream = tls_connect(
-        server.addr,
-        roots(&[&server.ca_pem]),
-        &[b"h2"],
-        rustls::ALL_VERSIONS,
-    )
-    .await
-    .unwrap();
+    let stream = connect(&server, &[b"h2"]).await;
     let (_sender, h2) =
         hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<Bytes>>(
             TokioExecutor::new(),
@@ -225,14 +215,7 @@ async fn stalled_and_slow_bodies_get_408_within_the_body_deadline() {
     });
     // HTTP/2: a stream whose body never ends.
     let h2 = {
-        let stream = tls_connect(
-            server.addr,
-            roots(&[&server.ca_pem]),
-            &[b"h2"],
-            rustls::ALL_VERSIONS,
-        )
-        .await
-        .unwrap();
+        let stream = connect(&server, &[b"h2"]).await;
         let (mut sender, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
@@ -313,15 +296,8 @@ async fn at_the_connection_cap_unused_connections_make_room_for_new_ones() {
     let server = Server::with_service_accounts(SERVICE_ACCOUNTS, &[]);
     let mut idle = Vec::new();
     for _ in 0..300 {
-        let stream = tls_connect(
-            server.addr,
-            roots(&[&server.ca_pem]),
-            &[b"http/1.1"],
-            rustls::ALL_VERSIONS,
-        )
-        .await
-        .expect("beyond the cap, unused connections are evicted so new ones complete");
-        idle.push(stream);
+        // Beyond the cap, unused connections are evicted, so new ones complete.
+        idle.push(connect(&server, &[b"http/1.1"]).await);
     }
     let started = Instant::now();
     assert_serving(&server).await;

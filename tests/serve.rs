@@ -7,17 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{Server, peer_cert, request, roots, tls_connect, write_certs};
-
-const SERVICE_ACCOUNTS: &str = "\
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: app
-  namespace: team
-  annotations:
-    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app
-";
+use support::{SERVICE_ACCOUNTS, Server, peer_cert, request, roots, tls_connect, write_certs};
 
 fn pod_review(uid: &str) -> Value {
     json!({

@@ -17,7 +17,7 @@ use super::refresh::Refresher;
 use super::server::public_router;
 use super::source::ApiServer;
 use super::store::Store;
-use crate::serving::health::health_router;
+use crate::serving::health::serve_health;
 use crate::serving::metrics::count_reloads;
 use crate::serving::server::Limits;
 use crate::serving::tls::ReloadingConfig;
@@ -116,13 +116,11 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             shutdown.clone(),
             args.shutdown_timeout,
         );
-        let health = server::serve(
+        let health = serve_health(
             health_listener,
-            None,
-            health_router(move || store.readiness(), move || metrics.encode()),
-            Limits::default(),
+            move || store.readiness(),
+            move || metrics.encode(),
             shutdown.clone(),
-            Duration::from_secs(1),
         );
         tokio::join!(public, health);
         let _ = refresh.await;

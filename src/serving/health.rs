@@ -1,8 +1,29 @@
 //! The plain health and metrics endpoint every server runs beside its public one.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::server::{Limits, serve};
+
+/// How long in-flight health requests may take after shutdown.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// Serves [`health_router`] on `listener`, plain HTTP under the default limits, until
+/// `shutdown`.
+pub async fn serve_health(
+    listener: TcpListener,
+    ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+    shutdown: CancellationToken,
+) {
+    let router = health_router(ready, metrics);
+    serve(listener, None, router, Limits::default(), shutdown, DRAIN).await;
+}
 
 /// Why a component is not ready.
 pub type Readiness = Result<(), String>;

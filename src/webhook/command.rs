@@ -17,7 +17,7 @@ use super::serviceaccounts::Index;
 use crate::certs::secret::CertSecret;
 use crate::injection::command::InjectionArgs;
 use crate::injection::manifest;
-use crate::serving::health::health_router;
+use crate::serving::health::serve_health;
 use crate::serving::metrics::count_reloads;
 use crate::serving::server::Limits;
 use crate::serving::tls::ReloadingConfig;
@@ -202,24 +202,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
             shutdown.clone(),
             args.shutdown_timeout,
         );
-        let health = server::serve(
+        let health = serve_health(
             health_listener,
-            None,
-            health_router(
-                move || {
-                    if draining.load(Ordering::Acquire) {
-                        Err("shutting down".into())
-                    } else if !index.is_ready() {
-                        Err("ServiceAccount index not synced yet".into())
-                    } else {
-                        Ok(())
-                    }
-                },
-                move || metrics.encode(),
-            ),
-            Limits::default(),
+            move || {
+                if draining.load(Ordering::Acquire) {
+                    Err("shutting down".into())
+                } else if !index.is_ready() {
+                    Err("ServiceAccount index not synced yet".into())
+                } else {
+                    Ok(())
+                }
+            },
+            move || metrics.encode(),
             shutdown.clone(),
-            Duration::from_secs(1),
         );
         tokio::join!(admission, health);
         tracing::info!("stopped");

@@ -17,6 +17,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+/// A ServiceAccounts file with `team/app`, annotated with a role.
+pub const SERVICE_ACCOUNTS: &str = "\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: team
+  annotations:
+    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app
+";
+
 /// A free loopback port (the listener is closed again; the race with other binds is tolerable).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
