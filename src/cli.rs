@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::serving::logging::{self, LogFormat};
-use crate::{certs, discovery, injection, webhook};
+use crate::{certs, discovery, doctor, injection, webhook};
 
 /// IAM Roles for Service Accounts on any Kubernetes cluster.
 #[derive(Debug, Parser)]
@@ -37,6 +37,8 @@ enum Command {
     Inject(injection::command::InjectArgs),
     /// Generate a CA and a serving certificate signed by it.
     Certs(certs::command::CertsArgs),
+    /// Print the IAM trust policy that lets given ServiceAccounts assume a role.
+    TrustPolicy(doctor::command::TrustPolicyArgs),
 }
 
 impl Cli {
@@ -49,6 +51,7 @@ impl Cli {
             Command::Discovery(args) => discovery::command::run(args),
             Command::Inject(args) => injection::command::run(args),
             Command::Certs(args) => certs::command::run(args),
+            Command::TrustPolicy(args) => doctor::command::run(args),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`webhook`]: AdmissionReview in and out, the ServiceAccount index, the admission server, `serve`;
 //! - [`discovery`]: fetch, validate (pure), render, store, serve and export the OIDC documents;
 //! - [`certs`]: certificate generation and the self-managed certificate Secret;
+//! - [`doctor`]: the IAM side written out (`trust-policy`);
 //! - [`serving`]: what every server shares (TLS with reload, listeners, health, signals, logging,
 //!   the Kubernetes client).
 //!
@@ -16,6 +17,7 @@
 pub mod certs;
 pub mod cli;
 pub mod discovery;
+pub mod doctor;
 pub mod error;
 pub mod injection;
 pub mod serving;

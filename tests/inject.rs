@@ -210,3 +210,50 @@ spec:
          warning: <stdin>: document 3 (Deployment/web): ServiceAccount default/app: annotation eks.amazonaws.com/rolearn is not one this webhook reads on a ServiceAccount; did you mean eks.amazonaws.com/role-arn?\n"
     );
 }
+
+#[test]
+fn trust_policy_prints_the_policy_for_exactly_the_given_service_accounts() {
+    let out = run(
+        &[
+            "trust-policy",
+            "--issuer-url",
+            "https://oidc.example.com/clusters/a",
+            "--service-account",
+            "shop/app",
+            "--account-id",
+            "111122223333",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Principal"]["Federated"],
+        "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/clusters/a"
+    );
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["StringEquals"]["oidc.example.com/clusters/a:sub"],
+        "system:serviceaccount:shop:app"
+    );
+    for (args, message) in [
+        (
+            &["--service-account", "app"][..],
+            "--service-account \"app\" must be NAMESPACE/NAME",
+        ),
+        (
+            &["--service-account", "a/b", "--partition", "aws-mars"],
+            "--partition \"aws-mars\" must be one of aws, aws-cn, aws-us-gov",
+        ),
+    ] {
+        let mut all = vec!["trust-policy", "--issuer-url", "https://oidc.example.com"];
+        all.extend_from_slice(args);
+        let out = run(&all, "");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
+}
