@@ -41,19 +41,18 @@ fn legit() -> Vec<u8> {
     review(json!({"serviceAccountName": "app", "containers": [{"name": "web"}]}))
 }
 
+/// POSTs `body` as JSON to `/mutate` over HTTP/2 on a fresh connection.
+async fn post(server: &Server, body: Vec<u8>) -> std::io::Result<(u16, Bytes)> {
+    let roots = roots(&[&server.ca_pem]);
+    let json = Some("application/json");
+    request(server.addr, roots, true, "POST", "/mutate", json, body).await
+}
+
 /// A legitimate review on a fresh connection gets a patch.
 async fn assert_serving(server: &Server) {
-    let (status, body) = request(
-        server.addr,
-        roots(&[&server.ca_pem]),
-        true,
-        "POST",
-        "/mutate",
-        Some("application/json"),
-        legit(),
-    )
-    .await
-    .expect("a legitimate client is served");
+    let (status, body) = post(server, legit())
+        .await
+        .expect("a legitimate client is served");
     assert_eq!(status, 200);
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
@@ -101,17 +100,7 @@ async fn a_million_empty_containers_get_a_small_unpatched_answer() {
             &format!(r#""serviceAccountName":"app","{list}":[{empty}]"#),
         );
         assert!(body.len() < MAX_BODY, "{}", body.len());
-        let (status, answer) = request(
-            server.addr,
-            roots(&[&server.ca_pem]),
-            true,
-            "POST",
-            "/mutate",
-            Some("application/json"),
-            body.clone().into_bytes(),
-        )
-        .await
-        .unwrap();
+        let (status, answer) = post(&server, body.clone().into_bytes()).await.unwrap();
         assert_eq!(status, 200);
         assert!(answer.len() < 4096, "answer of {} bytes", answer.len());
         let answer: Value = serde_json::from_slice(&answer).unwrap();

@@ -3,12 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 use super::Settings;
 use super::export::Exporter;
@@ -91,13 +89,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         let health_listener = server::bind(health_addr, "--metrics-port").await?;
         tracing::info!(public = %public_addr, health = %health_addr, tls = tls.is_some(), issuer = settings.issuer.as_str(), "listening");
 
-        let shutdown = CancellationToken::new();
-        let draining = Arc::new(AtomicBool::new(false));
-        tokio::spawn(signals::shutdown_on_signal(
-            shutdown.clone(),
-            draining.clone(),
-            args.shutdown_timeout,
-        ));
+        let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
         let store = Arc::new(Store::new(settings.max_stale, draining));
         let refresher = Refresher {
             source: ApiServer::new(client.client, client.url, settings.fetch_timeout),

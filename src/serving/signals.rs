@@ -9,6 +9,19 @@ use tokio_util::sync::CancellationToken;
 /// Grace beyond the drain timeout before the process is ended regardless.
 const HARD_STOP_MARGIN: Duration = Duration::from_secs(5);
 
+/// The shutdown signal and the "draining" flag of a server, with the handler of
+/// [`shutdown_on_signal`] running in the background (call from inside the runtime).
+pub fn on_signal(drain: Duration) -> (CancellationToken, Arc<AtomicBool>) {
+    let shutdown = CancellationToken::new();
+    let draining = Arc::new(AtomicBool::new(false));
+    tokio::spawn(shutdown_on_signal(
+        shutdown.clone(),
+        draining.clone(),
+        drain,
+    ));
+    (shutdown, draining)
+}
+
 /// On SIGTERM or SIGINT: report not ready, then stop accepting and drain. Should the drain not
 /// end the process within `drain` (plus a few seconds), a watchdog thread ends it, so a stop
 /// never depends on the runtime's health; a second signal ends it at once.

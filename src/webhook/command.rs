@@ -3,12 +3,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 use super::compat::{DEFAULT_TLS_CERT, DEFAULT_TLS_KEY, InClusterCertificate, ReferenceFlags};
 use super::metrics::Metrics;
@@ -186,13 +185,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let health_listener = server::bind(health_addr, "--metrics-port").await?;
         tracing::info!(webhook = %webhook_addr, health = %health_addr, "listening");
 
-        let shutdown = CancellationToken::new();
-        let draining = Arc::new(AtomicBool::new(false));
-        tokio::spawn(signals::shutdown_on_signal(
-            shutdown.clone(),
-            draining.clone(),
-            args.shutdown_timeout,
-        ));
+        let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
         let webhook = Arc::new(Webhook::new(cfg, index.clone(), metrics.clone()));
         let admission = server::serve(
             webhook_listener,
