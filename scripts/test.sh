@@ -29,7 +29,8 @@ command -v go >/dev/null || die "go not found: the end-to-end tests build kube-a
 bin_out=$(mktemp)
 venv_out=$(mktemp)
 tools_out=$(mktemp)
-trap 'rm -f "$bin_out" "$venv_out" "$tools_out"' EXIT
+terraform_out=$(mktemp)
+trap 'rm -f "$bin_out" "$venv_out" "$tools_out" "$terraform_out"' EXIT
 say "control plane: tests/cluster/install.sh (background)"
 bash tests/cluster/install.sh >"$bin_out" &
 install_pid=$!
@@ -43,6 +44,11 @@ venv_pid=$!
 say "chart tools: scripts/install-tools.sh (background, after the control plane)"
 (while kill -0 "$install_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-tools.sh) >"$tools_out" &
 tools_pid=$!
+# Terraform or OpenTofu for tests/terraform.rs: terraform or tofu on PATH, else OpenTofu built
+# once from the Go module proxy and cached; after the chart tools, for the same reason.
+say "terraform: scripts/install-terraform.sh (background, after the chart tools)"
+(while kill -0 "$tools_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-terraform.sh) >"$terraform_out" &
+terraform_pid=$!
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -64,6 +70,10 @@ wait "$tools_pid" || die "scripts/install-tools.sh failed (see above): Go, the G
 IRSA_TOOLS_DIR=$(tail -n 1 "$tools_out")
 export IRSA_TOOLS_DIR
 [ -x "$IRSA_TOOLS_DIR/helm" ] && [ -x "$IRSA_TOOLS_DIR/kubeconform" ] || die "no helm or kubeconform in $IRSA_TOOLS_DIR"
+wait "$terraform_pid" || die "scripts/install-terraform.sh failed (see above): put terraform or tofu 1.6+ on PATH, or let it build OpenTofu with Go and the Go module proxy"
+IRSA_TERRAFORM=$(tail -n 1 "$terraform_out")
+export IRSA_TERRAFORM
+[ -n "$IRSA_TERRAFORM" ] && [ -x "$IRSA_TERRAFORM" ] || die "scripts/install-terraform.sh printed no executable: '$IRSA_TERRAFORM'"
 
 say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"
 cargo test --locked --all-targets

@@ -38,7 +38,9 @@ enum Command {
     /// Generate a CA and a serving certificate signed by it.
     Certs(certs::command::CertsArgs),
     /// Print the IAM trust policy that lets given ServiceAccounts assume a role.
-    TrustPolicy(doctor::command::TrustPolicyArgs),
+    TrustPolicy(doctor::trust_policy::command::TrustPolicyArgs),
+    /// Check the whole chain a pod's AWS identity depends on, and say how to fix what is wrong.
+    Doctor(doctor::command::DoctorArgs),
 }
 
 impl Cli {
@@ -51,7 +53,8 @@ impl Cli {
             Command::Discovery(args) => discovery::command::run(args),
             Command::Inject(args) => injection::command::run(args),
             Command::Certs(args) => certs::command::run(args),
-            Command::TrustPolicy(args) => doctor::command::run(args),
+            Command::TrustPolicy(args) => doctor::trust_policy::command::run(args),
+            Command::Doctor(args) => doctor::command::run(args),
         }
     }
 }

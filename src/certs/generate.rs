@@ -149,8 +149,13 @@ impl CertInfo {
             .next()
             .ok_or_else(|| bad("no PEM certificate".into()))?
             .map_err(|e| bad(e.to_string()))?;
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
+        Self::from_der(&der)
+    }
+
+    /// Reads one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertsError> {
+        let bad = |reason: String| CertsError::Unreadable(reason);
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| bad(e.to_string()))?;
         let dns_names = cert
             .subject_alternative_name()
             .ok()

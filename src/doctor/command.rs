@@ -1,50 +1,209 @@
-//! The `trust-policy` command.
+//! The `doctor` command: flags, and the checks run in the order STS meets them.
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 
-use super::trust_policy::{self, Request};
-use crate::discovery::document::IssuerUrl;
+use super::chain::{self, Subject};
+use super::https::Roots;
+use super::iam;
+use super::report::{Check, Report, Status};
+use super::webhook::{self, Target};
+use super::workload;
+use crate::discovery::source::ApiServer;
+use crate::injection::config::AnnotationKeys;
+use crate::serving::kube_client;
+use crate::serving::server::runtime;
 
-/// `trust-policy`: flags.
-#[derive(Debug, Args)]
-pub struct TrustPolicyArgs {
-    /// Public issuer URL, exactly as the API server's --service-account-issuer.
-    #[arg(long, env = "IRSA_ISSUER_URL")]
-    issuer_url: String,
-    /// ServiceAccount allowed to assume the role, NAMESPACE/NAME (`*` and `?` wildcards make a
-    /// StringLike condition); repeatable.
-    #[arg(long = "service-account", env = "IRSA_TRUST_SERVICE_ACCOUNTS", value_delimiter = ',', required = true, value_parser = trust_policy::parse_service_account)]
-    service_accounts: Vec<(String, String)>,
-    /// Audience of the token (the webhook's --token-audience).
-    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = "sts.amazonaws.com")]
-    audience: String,
-    /// AWS account of the role and the OIDC provider; without it, ACCOUNT_ID is written.
-    #[arg(long, env = "IRSA_AWS_ACCOUNT_ID")]
-    account_id: Option<String>,
-    /// AWS partition: aws, aws-cn or aws-us-gov.
-    #[arg(long, env = "IRSA_AWS_PARTITION", default_value = "aws")]
-    partition: String,
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
 }
 
-/// Prints the trust policy as JSON.
-pub fn run(args: TrustPolicyArgs) -> Result<()> {
-    let issuer = IssuerUrl::parse(&args.issuer_url)?;
-    let policy = trust_policy::render(&Request {
-        issuer: &issuer,
-        service_accounts: &args.service_accounts,
-        audience: &args.audience,
-        account_id: args.account_id.as_deref(),
-        partition: &args.partition,
-    })?;
-    if args.account_id.is_none() {
-        tracing::warn!(
-            "no --account-id: replace ACCOUNT_ID in the policy with your 12-digit account"
-        );
+/// `doctor`: flags.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Kubeconfig to use instead of the in-cluster configuration (or $KUBECONFIG).
+    #[arg(long, env = "IRSA_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the ServiceAccount or pod.
+    #[arg(
+        short = 'n',
+        long,
+        env = "IRSA_DOCTOR_NAMESPACE",
+        default_value = "default"
+    )]
+    namespace: String,
+    /// ServiceAccount to check (default: the pod's, else `default`).
+    #[arg(long, env = "IRSA_DOCTOR_SERVICE_ACCOUNT", conflicts_with = "pod")]
+    service_account: Option<String>,
+    /// Pod to check: its mutation, environment and token file, and its ServiceAccount.
+    #[arg(long, env = "IRSA_DOCTOR_POD")]
+    pod: Option<String>,
+    /// The issuer you configured elsewhere (discovery server, IAM), compared byte for byte.
+    #[arg(long, env = "IRSA_ISSUER_URL")]
+    issuer_url: Option<String>,
+    /// Also check the AWS side (OIDC provider, client IDs, thumbprints, the role and its trust
+    /// policy) with the standard AWS credential chain; read-only calls only.
+    #[arg(long, env = "IRSA_DOCTOR_AWS")]
+    aws: bool,
+    /// Report format.
+    #[arg(long, env = "IRSA_DOCTOR_OUTPUT", value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// PEM CA certificates to trust for the public issuer besides the public roots (a private
+    /// CA that IAM knows by thumbprint).
+    #[arg(long, env = "IRSA_DOCTOR_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Prefix of the ServiceAccount and pod annotations, as given to `serve`.
+    #[arg(
+        long,
+        env = "IRSA_ANNOTATION_PREFIX",
+        default_value = "eks.amazonaws.com"
+    )]
+    annotation_prefix: String,
+    /// Default token audience, as given to `serve`.
+    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = "sts.amazonaws.com")]
+    token_audience: String,
+    /// The MutatingWebhookConfiguration to check (default: whichever intercepts the pod).
+    #[arg(long, env = "IRSA_DOCTOR_WEBHOOK_CONFIG")]
+    webhook_config: Option<String>,
+    /// Longest wait for each request (API server, public issuer, AWS, webhook).
+    #[arg(long, env = "IRSA_DOCTOR_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// Runs every check that the flags allow, prints the report, fails when a check failed.
+pub fn run(args: DoctorArgs) -> Result<()> {
+    let extra = match &args.ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    anyhow::anyhow!("--ca-file {} is not PEM certificates: {e}", path.display())
+                })?;
+            if certs.is_empty() {
+                bail!("--ca-file {} holds no certificate", path.display());
+            }
+            certs
+        }
+    };
+    let roots = Roots {
+        public: true,
+        extra,
+    };
+    let report = runtime()?.block_on(checks(&args, &roots))?;
+    let text = match args.output {
+        Output::Text => report.text(),
+        Output::Json => serde_json::to_string_pretty(&report).context("cannot write JSON")? + "\n",
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("cannot write to standard output")?;
+    match report.count(Status::Fail) {
+        0 => Ok(()),
+        n => bail!("{n} check(s) failed"),
     }
-    let text = serde_json::to_string_pretty(&policy).context("cannot write JSON")?;
-    writeln!(std::io::stdout(), "{text}").context("cannot write to standard output")?;
-    Ok(())
+}
+
+async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
+    let cluster =
+        kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig").await?;
+    let client = &cluster.client;
+    let keys = AnnotationKeys::new(&args.annotation_prefix);
+    let mut report = Report::default();
+    let limit = args.timeout;
+
+    let api = ApiServer::new(client.clone(), cluster.url.clone(), limit);
+    let api_side = chain::api_server(&api, &mut report).await;
+    let workload = workload::load(
+        client,
+        &args.namespace,
+        args.service_account.as_deref(),
+        args.pod.as_deref(),
+        &keys,
+        &args.token_audience,
+        &mut report,
+    )
+    .await;
+    let minted = match &workload {
+        Some(w) => {
+            let subject = Subject {
+                namespace: w.namespace.clone(),
+                service_account: w.service_account.clone(),
+                audience: w.audience.clone(),
+            };
+            chain::mint(client, &subject, api_side.as_ref(), &mut report).await
+        }
+        None => None,
+    };
+    let public = match &api_side {
+        Some(api_side) => {
+            chain::flag(api_side, args.issuer_url.as_deref(), &mut report);
+            let public = chain::public(&api_side.issuer, roots, limit, &mut report).await;
+            if let Some(public) = &public {
+                chain::keys(api_side, public, minted.as_ref(), &mut report);
+            }
+            public
+        }
+        None => None,
+    };
+    if let Some(w) = &workload {
+        chain::characters(&w.audience, w.role_arn.as_deref(), &mut report);
+        if let Some(minted) = &minted {
+            chain::api_audience(client, minted, &w.audience, &mut report).await;
+        }
+    }
+    match (&api_side, args.aws) {
+        (Some(api_side), true) => {
+            let aws = iam::connect(limit).await;
+            let (audience, role) = workload
+                .as_ref()
+                .map_or((args.token_audience.as_str(), None), |w| (w.audience.as_str(), w.role_arn.as_deref()));
+            iam::check(&aws, &api_side.issuer, audience, role, minted.as_ref(), public.as_ref(), &mut report).await;
+        }
+        (None, true) => report.push(Check::skip("role.trust", "the API server's issuer is unknown")),
+        (_, false) => report.push(Check::skip(
+            "role.trust",
+            "no --aws: give it to check the IAM OIDC provider, client IDs and the role's trust policy",
+        )),
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace_labels = namespaces
+        .get_opt(&args.namespace)
+        .await
+        .ok()
+        .flatten()
+        .map(|n| n.metadata.labels.unwrap_or_default());
+    let pod_labels = workload
+        .as_ref()
+        .and_then(|w| w.pod.as_ref()?.metadata.labels.clone());
+    let target = Target {
+        namespace: &args.namespace,
+        namespace_labels: namespace_labels.as_ref(),
+        pod_labels: pod_labels.as_ref(),
+    };
+    let selected = webhook::check(
+        client,
+        args.webhook_config.as_deref(),
+        &target,
+        limit,
+        &mut report,
+    )
+    .await;
+    if let Some(w) = &workload {
+        w.check_pod(client, &keys, selected.as_ref(), &mut report)
+            .await;
+    }
+    Ok(report)
 }

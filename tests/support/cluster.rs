@@ -94,6 +94,9 @@ impl Drop for Guarded {
 pub struct ClusterOptions {
     /// `--service-account-issuer`; defaults to the API server's own https URL.
     pub issuer: Option<String>,
+    /// `--api-audiences`, the audiences the API server itself accepts; defaults to the issuer
+    /// and `sts.amazonaws.com`.
+    pub api_audiences: Option<String>,
     /// More kube-apiserver flags (e.g. `--feature-gates=...`).
     pub apiserver_args: Vec<String>,
 }
@@ -183,7 +186,12 @@ impl Cluster {
             format!("--service-account-issuer={issuer}"),
             format!("--service-account-key-file={}", sa_key.display()),
             format!("--service-account-signing-key-file={}", sa_key.display()),
-            format!("--api-audiences={issuer},sts.amazonaws.com"),
+            format!(
+                "--api-audiences={}",
+                options
+                    .api_audiences
+                    .unwrap_or_else(|| format!("{issuer},sts.amazonaws.com"))
+            ),
             // A webhook configuration that names a Service (the chart's) is called through the
             // Service's endpoints, never its ClusterIP or DNS name: no packet leaves the machine.
             "--enable-aggregator-routing=true".into(),

@@ -11,6 +11,8 @@ use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
 use serde_json::Value;
 
+use super::run;
+
 /// The Kubernetes version the chart is rendered and validated for: the test API server's minor.
 pub const KUBE_VERSION: &str = "1.34.0";
 
@@ -67,41 +69,6 @@ pub fn tools_dir() -> &'static Path {
         }
         dir
     })
-}
-
-/// Runs `program args`, returning stdout, or stderr and stdout when it fails.
-fn run(mut command: Command, stdin: Option<&str>) -> Result<String, String> {
-    use std::io::Write;
-    let described = format!("{command:?}");
-    let mut child = command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if output.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{described} failed ({}):\n{}{stdout}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
 }
 
 /// A helm major version; the chart must work with both.

@@ -312,6 +312,42 @@ pub mod cluster;
 pub mod discovery;
 pub mod e2e;
 pub mod helm;
+pub mod issuer;
 pub mod sidecar;
 pub mod sts;
 pub mod tokens;
+
+/// Runs `program args`, returning stdout, or stderr and stdout when it fails.
+pub fn run(mut command: Command, stdin: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let described = format!("{command:?}");
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{described} failed ({}):\n{}{stdout}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}

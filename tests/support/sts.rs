@@ -121,7 +121,7 @@ impl Moto {
     }
 
     /// Runs `aws args --output json` as moto's administrator (dummy static keys); returns the
-    /// parsed answer and panics on failure.
+    /// parsed answer (null when there is none) and panics on failure.
     pub fn admin(&self, args: &[&str]) -> Value {
         let output = self.aws(
             &[
@@ -137,6 +137,9 @@ impl Moto {
             "aws {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        if output.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Value::Null;
+        }
         serde_json::from_slice(&output.stdout).unwrap()
     }
 

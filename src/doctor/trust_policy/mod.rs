@@ -1,7 +1,11 @@
 //! The IAM trust policy that lets exactly some ServiceAccounts assume a role through the
-//! cluster's OIDC provider. Pure: issuer, subjects and options in, policy JSON out.
+//! cluster's OIDC provider: rendered here (pure: issuer, subjects and options in, policy JSON
+//! out), evaluated in [`evaluate`], printed by [`command`].
 
 use serde_json::{Value, json};
+
+pub mod command;
+pub mod evaluate;
 
 use crate::discovery::document::IssuerUrl;
 
@@ -14,7 +18,8 @@ pub struct Request<'a> {
     pub issuer: &'a IssuerUrl,
     /// `(namespace, name)`; either may hold `*` or `?` wildcards.
     pub service_accounts: &'a [(String, String)],
-    pub audience: &'a str,
+    /// Token audiences; one is written as a string, several as a list (any of them).
+    pub audiences: &'a [String],
     /// Twelve digits; `None` writes the placeholder `ACCOUNT_ID`.
     pub account_id: Option<&'a str>,
     pub partition: &'a str,
@@ -35,8 +40,10 @@ pub enum PolicyError {
     Account(String),
     #[error("--partition {0:?} must be one of aws, aws-cn, aws-us-gov")]
     Partition(String),
-    #[error("--audience must not be empty")]
+    #[error("--audience must be given and not be empty")]
     Audience,
+    #[error("--role-name {0:?} must be 1 to 64 letters, digits and +=,.@_-")]
+    RoleName(String),
 }
 
 /// Reads `NAMESPACE/NAME`.
@@ -59,7 +66,11 @@ pub fn parse_service_account(value: &str) -> Result<(String, String), PolicyErro
 /// The provider's name in IAM: the issuer without `https://` and without a trailing slash,
 /// path included (`oidc.example.com/clusters/a`); also the prefix of its condition keys.
 pub fn provider(issuer: &IssuerUrl) -> String {
-    let url = issuer.as_str();
+    provider_path(issuer.as_str())
+}
+
+/// [`provider`] of an issuer URL not parsed yet.
+pub fn provider_path(url: &str) -> String {
     let rest = url.strip_prefix("https://").unwrap_or(url);
     rest.strip_suffix('/').unwrap_or(rest).to_owned()
 }
@@ -77,7 +88,7 @@ pub fn render(request: &Request<'_>) -> Result<Value, PolicyError> {
     if !PARTITIONS.contains(&request.partition) {
         return Err(PolicyError::Partition(request.partition.to_owned()));
     }
-    if request.audience.trim().is_empty() {
+    if request.audiences.is_empty() || request.audiences.iter().any(|a| a.trim().is_empty()) {
         return Err(PolicyError::Audience);
     }
     let provider = provider(request.issuer);
@@ -87,11 +98,8 @@ pub fn render(request: &Request<'_>) -> Result<Value, PolicyError> {
         .map(|(ns, name)| format!("system:serviceaccount:{ns}:{name}"))
         .collect();
     let wildcard = subjects.iter().any(|s| s.contains(['*', '?']));
-    let subject = match subjects.as_slice() {
-        [one] => json!(one),
-        many => json!(many),
-    };
-    let aud = (format!("{provider}:aud"), json!(request.audience));
+    let aud = (format!("{provider}:aud"), one_or_many(request.audiences));
+    let subject = one_or_many(&subjects);
     let sub = (format!("{provider}:sub"), subject);
     let condition = if wildcard {
         json!({"StringEquals": {aud.0: aud.1}, "StringLike": {sub.0: sub.1}})
@@ -109,6 +117,60 @@ pub fn render(request: &Request<'_>) -> Result<Value, PolicyError> {
         }],
     }))
 }
+
+/// A string for one value, a list for several: the shape IAM shows and `terraform/` renders.
+fn one_or_many(values: &[String]) -> Value {
+    match values {
+        [one] => json!(one),
+        many => json!(many),
+    }
+}
+
+/// The Terraform module call (`terraform/modules/role`) that creates the role with this policy.
+pub fn terraform(request: &Request<'_>, role_name: &str) -> Result<String, PolicyError> {
+    render(request)?;
+    let valid_name = (1..=64).contains(&role_name.len())
+        && role_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if !valid_name {
+        return Err(PolicyError::RoleName(role_name.to_owned()));
+    }
+    // JSON string syntax is HCL string syntax for these values: none can hold `${` or `%{`.
+    let quote = |s: &str| serde_json::to_string(s).expect("strings serialise");
+    let list = |items: Vec<String>| {
+        format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|s| quote(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let service_accounts = request
+        .service_accounts
+        .iter()
+        .map(|(ns, name)| format!("{ns}/{name}"))
+        .collect();
+    let mut lines = vec![
+        format!("  name             = {}", quote(role_name)),
+        format!("  issuer_url       = {}", quote(request.issuer.as_str())),
+        format!("  service_accounts = {}", list(service_accounts)),
+        format!("  audiences        = {}", list(request.audiences.to_vec())),
+        format!("  partition        = {}", quote(request.partition)),
+    ];
+    if let Some(account) = request.account_id {
+        lines.push(format!("  account_id       = {}", quote(account)));
+    }
+    Ok(format!(
+        "module \"irsa_role\" {{\n  source = \"{TERRAFORM_SOURCE}\"\n\n{}\n}}\n",
+        lines.join("\n")
+    ))
+}
+
+/// Where `terraform/modules/role` is fetched from.
+pub const TERRAFORM_SOURCE: &str = "github.com/irsa-webhook/irsa-webhook//terraform/modules/role";
 
 #[cfg(test)]
 mod tests {
@@ -128,7 +190,7 @@ mod tests {
         render(&Request {
             issuer: &issuer,
             service_accounts: &sas,
-            audience: "sts.amazonaws.com",
+            audiences: &["sts.amazonaws.com".to_owned()],
             account_id: account,
             partition,
         })
@@ -181,6 +243,46 @@ mod tests {
         assert_eq!(
             condition["StringEquals"],
             json!({"oidc.example.com:aud": "sts.amazonaws.com"})
+        );
+    }
+
+    #[test]
+    fn the_terraform_call_carries_every_setting() {
+        let issuer = IssuerUrl::parse("https://o.example/c/").unwrap();
+        let sas = [
+            ("a".to_owned(), "x".to_owned()),
+            ("b".to_owned(), "*".to_owned()),
+        ];
+        let audiences = ["sts.amazonaws.com".to_owned(), "other".to_owned()];
+        let mut request = Request {
+            issuer: &issuer,
+            service_accounts: &sas,
+            audiences: &audiences,
+            account_id: Some("111122223333"),
+            partition: "aws-cn",
+        };
+        assert_eq!(
+            terraform(&request, "app").unwrap(),
+            format!(
+                "module \"irsa_role\" {{\n  source = \"{TERRAFORM_SOURCE}\"\n\n\
+                 \x20 name             = \"app\"\n\
+                 \x20 issuer_url       = \"https://o.example/c/\"\n\
+                 \x20 service_accounts = [\"a/x\", \"b/*\"]\n\
+                 \x20 audiences        = [\"sts.amazonaws.com\", \"other\"]\n\
+                 \x20 partition        = \"aws-cn\"\n\
+                 \x20 account_id       = \"111122223333\"\n}}\n"
+            )
+        );
+        assert_eq!(
+            terraform(&request, "no spaces"),
+            Err(PolicyError::RoleName("no spaces".into()))
+        );
+        request.account_id = None;
+        assert!(!terraform(&request, "app").unwrap().contains("account_id"));
+        let policy = render(&request).unwrap();
+        assert_eq!(
+            policy["Statement"][0]["Condition"]["StringEquals"]["o.example/c:aud"],
+            json!(["sts.amazonaws.com", "other"])
         );
     }
 
