@@ -1,5 +1,5 @@
 //! docs/configuration.md against what it describes: every key of chart/values.yaml (with its
-//! default) and every flag of `irsa-webhook serve|discovery|inject|certs|trust-policy --help` (with its
+//! default) and every flag of `irsa-webhook serve|discovery|inject|certs|trust-policy|doctor --help` (with its
 //! environment variable) is documented, and nothing documented has gone away.
 
 mod support;
@@ -9,7 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use support::helm::{flags, repo};
 
-const COMMANDS: &[&str] = &["serve", "discovery", "inject", "certs", "trust-policy"];
+const COMMANDS: &[&str] = &[
+    "serve",
+    "discovery",
+    "inject",
+    "certs",
+    "trust-policy",
+    "doctor",
+];
 
 /// Values that are maps of the user's choosing (labels, resources, selectors): documented as
 /// one key, not key by key.

@@ -289,6 +289,29 @@ async fn a_healthy_chain_passes_every_check() {
     // Trusted through --ca-file only: IAM needs the thumbprint, which the provider has.
     expect(&checks, "public.tls", "warn", &thumbprint);
     assert!(passed, "{}", pretty(&checks));
+
+    // The text report: a line per check, fixes below, a summary; failures make the exit code.
+    let text = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+        .args(["doctor", "--kubeconfig"])
+        .arg(&setup.cluster.kubeconfig)
+        .args(["-n", &env.ns, "--service-account", "app", "--issuer-url"])
+        .arg(format!("{}/", setup.issuer.url))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(text.stdout.clone()).unwrap();
+    println!("{stdout}");
+    assert!(!text.status.success());
+    assert!(
+        String::from_utf8_lossy(&text.stderr).contains("check(s) failed"),
+        "{text:?}"
+    );
+    assert!(stdout.contains("\nok   keys.token "), "{stdout}");
+    assert!(stdout.contains("\nFAIL issuer.flag "), "{stdout}");
+    assert!(
+        stdout.contains("  fix: use exactly the API server's"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" failed, "), "{stdout}");
     env.cleanup().await;
 }
 
@@ -559,8 +582,11 @@ async fn pods_that_were_not_mutated_say_why() {
     expect(&checks, "pod.mutated", "ok", "opted out");
 
     // Static keys beat the web identity token in every SDK.
-    let mut keyed = pod("keyed", "app", &[]);
-    keyed["spec"]["containers"][0]["env"] = json!([{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"}]);
+    let mut keyed = pod("keyed", "app", &["app", "sidecar"]);
+    keyed["spec"]["containers"][0]["env"] = json!([
+        {"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"},
+        {"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/own"},
+    ]);
     env.create(keyed).await;
     let (_, checks) = run("keyed");
     expect(&checks, "pod.mutated", "ok", "");

@@ -187,16 +187,22 @@ impl Workload {
             .flatten()
             .any(|v| v.name == VOLUME_NAME && v.projected.is_some());
         if mutated {
-            let injected = env_value(&spec.containers, "AWS_ROLE_ARN");
-            match (&injected, &self.role_arn) {
-                (Some(injected), Some(wanted)) if injected != wanted => report.push(Check::warn(
+            let roles: Vec<&str> = spec
+                .containers
+                .iter()
+                .flat_map(|c| c.env.iter().flatten())
+                .filter(|v| v.name == "AWS_ROLE_ARN")
+                .filter_map(|v| v.value.as_deref())
+                .collect();
+            match &self.role_arn {
+                Some(wanted) if !roles.contains(&wanted.as_str()) => report.push(Check::warn(
                     "pod.mutated",
-                    format!("pod {name} runs with role {injected}, but its ServiceAccount now names {wanted}"),
+                    format!("pod {name} runs with role {roles:?}, but its ServiceAccount now names {wanted}"),
                     format!("restart the pod to pick up the new role: kubectl -n {} delete pod {name}", self.namespace),
                 )),
                 _ => report.push(Check::ok(
                     "pod.mutated",
-                    format!("pod {name} has the {VOLUME_NAME} volume and role {}", injected.unwrap_or_default()),
+                    format!("pod {name} has the {VOLUME_NAME} volume and role {}", self.role_arn.as_deref().unwrap_or_default()),
                 )),
             }
             self.env(client, name, &spec.containers, report).await;
@@ -332,6 +338,15 @@ impl Workload {
                 if SHADOWING.contains(&var.name.as_str()) {
                     found.push(format!("container {} sets {}", container.name, var.name));
                 }
+                if var.name == "AWS_ROLE_ARN"
+                    && let (Some(own), Some(wanted)) = (&var.value, &self.role_arn)
+                    && own != wanted
+                {
+                    found.push(format!(
+                        "container {} sets AWS_ROLE_ARN={own}, which the webhook leaves alone, not the ServiceAccount's {wanted}",
+                        container.name
+                    ));
+                }
             }
             for source in container.env_from.iter().flatten() {
                 let prefix = source.prefix.clone().unwrap_or_default();
@@ -381,14 +396,6 @@ impl Workload {
             ));
         }
     }
-}
-
-fn env_value(containers: &[Container], name: &str) -> Option<String> {
-    containers
-        .iter()
-        .flat_map(|c| c.env.iter().flatten())
-        .find(|v| v.name == name)
-        .and_then(|v| v.value.clone())
 }
 
 /// `pod.token-file`: a non-root container can read the token file.
