@@ -5,18 +5,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Settings;
-use super::export::Exporter;
+use super::export::{Exporter, Target};
 use super::metrics::DiscoveryMetrics;
+use super::public_check::PublicCheck;
 use super::refresh::Refresher;
+use super::s3::{S3Exporter, S3Location};
 use super::server::public_router;
-use super::source::ApiServer;
+use super::source::{ApiServer, Source};
 use super::store::Store;
 use crate::serving::health::serve_health;
 use crate::serving::metrics::count_reloads;
+use crate::serving::probe::Roots;
 use crate::serving::server::Limits;
 use crate::serving::tls::ReloadingConfig;
 use crate::serving::{kube_client, server, signals};
@@ -28,9 +31,18 @@ pub struct DiscoveryArgs {
     #[arg(long, env = "IRSA_ISSUER_URL")]
     issuer_url: String,
     /// Kubeconfig to use instead of the in-cluster configuration (or $KUBECONFIG).
-    #[arg(long, env = "IRSA_KUBECONFIG")]
+    #[arg(long, env = "IRSA_KUBECONFIG", conflicts_with = "key_files")]
     kubeconfig: Option<PathBuf>,
-    /// How often the documents are fetched from the API server.
+    /// Publish the keys of these files (the API server's --service-account-key-file: PEM public
+    /// or private keys, RSA or ECDSA, certificates) instead of fetching from the API server;
+    /// repeatable or comma-separated, re-read at every refresh. Private parts are never published.
+    #[arg(long = "key-file", env = "IRSA_KEY_FILES", value_delimiter = ',')]
+    key_files: Vec<PathBuf>,
+    /// Fetch (or read), validate and export once, then exit: 0 when every export succeeded,
+    /// non-zero with the reason otherwise. Serves nothing.
+    #[arg(long, env = "IRSA_ONCE")]
+    once: bool,
+    /// How often the documents are fetched from the API server (or the key files re-read).
     #[arg(long, env = "IRSA_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     refresh_interval: Duration,
     /// How long the last good documents are served without a good fetch; then 503 and not ready.
@@ -57,12 +69,38 @@ pub struct DiscoveryArgs {
     /// Also write .well-known/openid-configuration and openid/v1/jwks here when they change.
     #[arg(long, env = "IRSA_EXPORT_DIR")]
     export_dir: Option<PathBuf>,
+    /// Also upload both documents to s3://BUCKET[/PREFIX] when they change (standard AWS
+    /// credentials; AWS_ENDPOINT_URL_S3 for S3-compatible stores); repeatable.
+    #[arg(long = "export-s3", env = "IRSA_EXPORT_S3", value_delimiter = ',', value_parser = S3Location::parse)]
+    export_s3: Vec<S3Location>,
+    /// Address the bucket in the path rather than the host name (S3-compatible stores).
+    #[arg(long, env = "IRSA_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Fetch our documents from the public issuer URL this often and report any difference
+    /// (another issuer, stale keys, unreachable, slower than 1 s); off when unset.
+    #[arg(long, env = "IRSA_PUBLIC_CHECK_INTERVAL", value_parser = humantime::parse_duration)]
+    public_check_interval: Option<Duration>,
+    /// A public-check difference makes the server not ready (by default it is a note on /readyz).
+    #[arg(
+        long,
+        env = "IRSA_PUBLIC_CHECK_REQUIRED",
+        requires = "public_check_interval"
+    )]
+    public_check_required: bool,
+    /// PEM CA certificates the public check trusts besides the public roots.
+    #[arg(
+        long,
+        env = "IRSA_PUBLIC_CHECK_CA_FILE",
+        requires = "public_check_interval"
+    )]
+    public_check_ca_file: Option<PathBuf>,
     /// Longest wait for in-flight requests after SIGTERM.
     #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
 }
 
-/// Runs the discovery server and its health endpoint until SIGTERM or SIGINT.
+/// Runs the discovery server and its health endpoint until SIGTERM or SIGINT, or with
+/// `--once` publishes once and exits.
 pub fn run(args: DiscoveryArgs) -> Result<()> {
     let settings = Settings::new(
         &args.issuer_url,
@@ -70,36 +108,70 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         args.max_stale,
         args.fetch_timeout,
     )?;
-    let exporter = args.export_dir.as_deref().map(Exporter::new).transpose()?;
+    let dir = args.export_dir.as_deref().map(Exporter::new).transpose()?;
     let metrics = Arc::new(DiscoveryMetrics::default());
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(ReloadingConfig::load(
+    let tls = match (&args.tls_cert, &args.tls_key, args.once) {
+        (Some(cert), Some(key), false) => Some(Arc::new(ReloadingConfig::load(
             cert,
             key,
             count_reloads(&metrics.tls_reloads),
         )?)),
         _ => None,
     };
+    let check_roots = match &args.public_check_ca_file {
+        None => Vec::new(),
+        Some(path) => crate::serving::tls::read_ca_file(path, "--public-check-ca-file")?,
+    };
     let runtime = server::runtime()?;
     runtime.block_on(async move {
-        let client = kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig").await?;
+        let source = if args.key_files.is_empty() {
+            let cluster = kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig or --key-file").await?;
+            Source::ApiServer(ApiServer::new(cluster.client, cluster.url, settings.fetch_timeout))
+        } else {
+            Source::KeyFiles(args.key_files.clone())
+        };
+        let mut targets: Vec<Target> = dir.into_iter().map(Target::Dir).collect();
+        for location in &args.export_s3 {
+            let exporter = S3Exporter::new(
+                location.clone(),
+                args.s3_path_style,
+                settings.refresh_interval,
+                settings.fetch_timeout,
+            )
+            .await;
+            targets.push(Target::S3(exporter));
+        }
+        let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
+        let store = Arc::new(Store::new(settings.max_stale, draining));
+        let refresher = Refresher {
+            source,
+            issuer: settings.issuer.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            targets,
+            interval: settings.refresh_interval,
+        };
+        if args.once {
+            return once(&refresher).await;
+        }
         let public_addr = SocketAddr::new(args.bind_address, args.port);
         let health_addr = SocketAddr::new(args.bind_address, args.metrics_port);
         let public_listener = server::bind(public_addr, "--port").await?;
         let health_listener = server::bind(health_addr, "--metrics-port").await?;
         tracing::info!(public = %public_addr, health = %health_addr, tls = tls.is_some(), issuer = settings.issuer.as_str(), "listening");
 
-        let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
-        let store = Arc::new(Store::new(settings.max_stale, draining));
-        let refresher = Refresher {
-            source: ApiServer::new(client.client, client.url, settings.fetch_timeout),
-            issuer: settings.issuer.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            exporter,
-            interval: settings.refresh_interval,
-        };
         let refresh = tokio::spawn(refresher.run(shutdown.clone()));
+        if let Some(interval) = args.public_check_interval {
+            let check = PublicCheck {
+                issuer: settings.issuer.clone(),
+                roots: Roots { public: true, extra: check_roots },
+                interval,
+                required: args.public_check_required,
+                store: store.clone(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(check.run(shutdown.clone()));
+        }
         let public = server::serve(
             public_listener,
             tls,
@@ -119,6 +191,31 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// `--once`: one fetch and every export, or an error naming what failed; nothing is exported
+/// from a failed fetch.
+async fn once(refresher: &Refresher) -> Result<()> {
+    let docs = refresher
+        .fetch()
+        .await
+        .map_err(|e| anyhow::anyhow!("nothing published: {e}"))?;
+    let mut exported = vec![None; refresher.targets.len()];
+    let failures = refresher.export(&docs, &mut exported).await;
+    if !failures.is_empty() {
+        bail!(
+            "{} export(s) failed: {}",
+            failures.len(),
+            failures.join("; ")
+        );
+    }
+    tracing::info!(
+        keys = docs.keys,
+        targets = refresher.targets.len(),
+        issuer = refresher.issuer.as_str(),
+        "published once"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

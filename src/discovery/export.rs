@@ -1,8 +1,46 @@
-//! Writes the published documents to a directory for static hosting.
+//! Where the published documents are also written: a directory for static hosting
+//! (`--export-dir`) or S3 (`--export-s3`, in [`super::s3`]).
 
 use std::path::{Path, PathBuf};
 
 use super::document::{DISCOVERY_PATH, Documents, JWKS_PATH};
+use super::s3::S3Exporter;
+
+/// One export destination.
+#[derive(Clone)]
+pub enum Target {
+    Dir(Exporter),
+    S3(S3Exporter),
+}
+
+impl Target {
+    /// How the destination is named in logs, metrics and `/readyz`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Dir(dir) => format!("export to {}", dir.root.display()),
+            Self::S3(s3) => format!("export to {}", s3.location()),
+        }
+    }
+
+    /// Writes both documents, the JWKS first; `Ok(false)` when nothing had to change.
+    pub async fn write(&self, docs: &Documents) -> Result<bool, String> {
+        match self {
+            Self::Dir(dir) => {
+                let (dir, docs) = (dir.clone(), docs.clone());
+                tokio::task::spawn_blocking(move || dir.write(&docs))
+                    .await
+                    .expect("the export task does not panic")
+                    .map(|()| true)
+                    .map_err(|e| e.to_string())
+            }
+            Self::S3(s3) => s3
+                .write(docs)
+                .await
+                .map(|n| n > 0)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
 
 /// A file of `--export-dir` that could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +53,7 @@ pub struct ExportError {
 /// `--export-dir`, with both subdirectories created up front so a bad directory fails start-up.
 #[derive(Debug, Clone)]
 pub struct Exporter {
+    root: PathBuf,
     discovery: PathBuf,
     jwks: PathBuf,
 }
@@ -23,6 +62,7 @@ impl Exporter {
     /// Creates `dir/.well-known` and `dir/openid/v1`.
     pub fn new(dir: &Path) -> Result<Self, ExportError> {
         let exporter = Self {
+            root: dir.to_owned(),
             discovery: dir.join(DISCOVERY_PATH.trim_start_matches('/')),
             jwks: dir.join(JWKS_PATH.trim_start_matches('/')),
         };

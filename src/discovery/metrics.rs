@@ -26,8 +26,10 @@ pub struct DiscoveryMetrics {
     pub keys: Gauge,
     /// Public requests by path and HTTP status.
     pub requests: Family<RequestLabels, Counter>,
-    /// Writes of `--export-dir`, `ok` or `error`.
+    /// Exports (`--export-dir`, `--export-s3`): `ok`, `unchanged` or `error`.
     pub exports: Family<ResultLabels, Counter>,
+    /// Public self-checks: `ok`, `differs`, `slow` or `unreachable`.
+    pub public_checks: Family<ResultLabels, Counter>,
     /// TLS certificate reloads, `ok` or `error`.
     pub tls_reloads: Family<ResultLabels, Counter>,
 }
@@ -41,6 +43,7 @@ impl Default for DiscoveryMetrics {
         let keys = Gauge::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let exports = Family::<ResultLabels, Counter>::default();
+        let public_checks = Family::<ResultLabels, Counter>::default();
         let tls_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "fetches",
@@ -60,8 +63,13 @@ impl Default for DiscoveryMetrics {
         );
         registry.register(
             "exports",
-            "Writes of the documents to --export-dir by result",
+            "Exports of the documents (--export-dir, --export-s3) by result",
             exports.clone(),
+        );
+        registry.register(
+            "public_checks",
+            "Fetches of the documents from the public issuer URL compared with ours, by result",
+            public_checks.clone(),
         );
         registry.register(
             "tls_reloads",
@@ -75,6 +83,7 @@ impl Default for DiscoveryMetrics {
             keys,
             requests,
             exports,
+            public_checks,
             tls_reloads,
         }
     }

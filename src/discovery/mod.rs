@@ -8,8 +8,11 @@
 pub mod command;
 pub mod document;
 pub mod export;
+pub mod keyfiles;
 pub mod metrics;
+pub mod public_check;
 pub mod refresh;
+pub mod s3;
 pub mod server;
 pub mod source;
 pub mod store;

@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::document::{self, DISCOVERY_PATH, DocumentError, Documents, IssuerUrl, JWKS_PATH};
-use super::export::Exporter;
+use super::export::Target;
+use super::keyfiles::{self, KeyFileError};
 use super::metrics::DiscoveryMetrics;
-use super::source::{ApiServer, FetchError};
+use super::source::{FetchError, Source};
 use super::store::Store;
 use crate::serving::metrics::ResultLabels;
 
@@ -17,20 +18,33 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Why a refresh published nothing.
 #[derive(Debug, thiserror::Error)]
-enum RefreshError {
+pub enum RefreshError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
     #[error(transparent)]
     Document(#[from] DocumentError),
 }
 
+impl RefreshError {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Fetch(e) => e.reason(),
+            Self::KeyFile(_) => "key_file",
+            Self::Document(e) => e.reason(),
+        }
+    }
+}
+
 /// Everything the loop needs.
 pub struct Refresher {
-    pub source: ApiServer,
+    pub source: Source,
     pub issuer: IssuerUrl,
     pub store: Arc<Store>,
     pub metrics: Arc<DiscoveryMetrics>,
-    pub exporter: Option<Exporter>,
+    pub targets: Vec<Target>,
     pub interval: Duration,
 }
 
@@ -38,14 +52,18 @@ impl Refresher {
     /// Refreshes every `interval` (sooner, backing off, after a failure) until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
-        // The documents last written to --export-dir, so a failed write is retried next time.
-        let mut exported: Option<Documents> = None;
+        // What each target last took, so a failed write is retried next time.
+        let mut exported: Vec<Option<Documents>> = vec![None; self.targets.len()];
         loop {
             let delay = match self.refresh().await {
-                Some(docs) => {
+                Some(docs) if self.export(&docs, &mut exported).await.is_empty() => {
                     failures = 0;
-                    self.export(docs, &mut exported).await;
                     self.interval
+                }
+                // Published, but an export failed: retried sooner, backing off.
+                Some(_) => {
+                    failures = failures.saturating_add(1);
+                    backoff(failures, self.interval)
                 }
                 None => {
                     failures = failures.saturating_add(1);
@@ -78,12 +96,10 @@ impl Refresher {
                 Some(docs)
             }
             Err(err) => {
-                let (reason, mismatch) = match &err {
-                    RefreshError::Fetch(e) => (e.reason(), false),
-                    RefreshError::Document(e) => (e.reason(), e.is_issuer_mismatch()),
-                };
+                let reason = err.reason();
+                let mismatch = matches!(&err, RefreshError::Document(e) if e.is_issuer_mismatch());
                 match &err {
-                    RefreshError::Fetch(_) => {
+                    RefreshError::Fetch(_) | RefreshError::KeyFile(_) => {
                         tracing::warn!(reason, error = %err, "cannot fetch from the API server; keeping the last good documents");
                     }
                     RefreshError::Document(_) => {
@@ -97,38 +113,62 @@ impl Refresher {
         }
     }
 
-    async fn fetch(&self) -> Result<Documents, RefreshError> {
-        let (discovery, jwks) = tokio::join!(
-            self.source.fetch(DISCOVERY_PATH),
-            self.source.fetch(JWKS_PATH)
-        );
-        Ok(document::validate(&self.issuer, &discovery?, &jwks?)?)
+    /// Fetches (or reads) and validates both documents.
+    pub async fn fetch(&self) -> Result<Documents, RefreshError> {
+        match &self.source {
+            Source::ApiServer(api) => {
+                let (discovery, jwks) =
+                    tokio::join!(api.fetch(DISCOVERY_PATH), api.fetch(JWKS_PATH));
+                Ok(document::validate(&self.issuer, &discovery?, &jwks?)?)
+            }
+            Source::KeyFiles(paths) => {
+                let paths = paths.clone();
+                let jwks = tokio::task::spawn_blocking(move || keyfiles::read(&paths))
+                    .await
+                    .expect("reading key files does not panic")?;
+                let keys = document::public_keys(&jwks)?;
+                Ok(document::render(&self.issuer, &keys))
+            }
+        }
     }
 
-    async fn export(&self, docs: Documents, exported: &mut Option<Documents>) {
-        let Some(exporter) = self.exporter.clone() else {
-            return;
-        };
-        if exported.as_ref() == Some(&docs) {
-            return;
+    /// Writes `docs` to every target that does not have them yet; returns the failures.
+    pub async fn export(
+        &self,
+        docs: &Documents,
+        exported: &mut [Option<Documents>],
+    ) -> Vec<String> {
+        let mut failures = Vec::new();
+        for (target, done) in self.targets.iter().zip(exported.iter_mut()) {
+            if done.as_ref() == Some(docs) {
+                continue;
+            }
+            let name = target.name();
+            let label = match target.write(docs).await {
+                Ok(changed) => {
+                    *done = Some(docs.clone());
+                    self.store.report(&name, None);
+                    if changed {
+                        tracing::info!(target = %name, "exported the discovery documents");
+                        "ok"
+                    } else {
+                        tracing::info!(target = %name, "the exported documents are already current");
+                        "unchanged"
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(target = %name, error = %err, "cannot export the discovery documents; the copy already there stays, retrying at the next refresh");
+                    self.store.report(&name, Some((err.clone(), false)));
+                    failures.push(format!("{name}: {err}"));
+                    "error"
+                }
+            };
+            self.metrics
+                .exports
+                .get_or_create(&ResultLabels { result: label })
+                .inc();
         }
-        let (result, docs) = tokio::task::spawn_blocking(move || (exporter.write(&docs), docs))
-            .await
-            .expect("the export task does not panic");
-        let label = match result {
-            Ok(()) => {
-                *exported = Some(docs);
-                "ok"
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot export the discovery documents; retrying at the next refresh");
-                "error"
-            }
-        };
-        self.metrics
-            .exports
-            .get_or_create(&ResultLabels { result: label })
-            .inc();
+        failures
     }
 }
 

@@ -43,6 +43,14 @@ impl FetchError {
     }
 }
 
+/// Where the keys come from.
+pub enum Source {
+    /// The API server's discovery document and JWKS.
+    ApiServer(ApiServer),
+    /// `--key-file`: the API server's key files; the discovery document is rendered here.
+    KeyFiles(Vec<std::path::PathBuf>),
+}
+
 /// The API server, reached through a client built from in-cluster credentials or a kubeconfig.
 pub struct ApiServer {
     client: kube::Client,

@@ -1,5 +1,6 @@
 //! The published documents, swapped atomically, and what readiness follows from them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 
 use super::document::{Documents, Rendered};
+use crate::serving::health::Readiness;
 
 /// One document ready to send: cloning it per request copies no bytes.
 #[derive(Debug, Clone)]
@@ -42,11 +44,20 @@ struct Failure {
     blocks_readiness: bool,
 }
 
+/// Something besides the documents that needs an operator: a failed export, a public issuer
+/// that differs from what we serve.
+struct Problem {
+    message: String,
+    blocks_readiness: bool,
+}
+
 /// Shared by the refresh loop (writer) and the servers (readers).
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
     max_stale: Duration,
     failure: Mutex<Option<Failure>>,
+    /// By what they concern (`export to s3://…`, `public check`).
+    problems: Mutex<BTreeMap<String, Problem>>,
     draining: Arc<AtomicBool>,
 }
 
@@ -58,6 +69,7 @@ impl Store {
             current: ArcSwapOption::empty(),
             max_stale,
             failure: Mutex::new(None),
+            problems: Mutex::default(),
             draining,
         }
     }
@@ -94,6 +106,26 @@ impl Store {
         });
     }
 
+    /// Records (`Some`) or clears (`None`) a problem concerning `what`; a blocking one makes the
+    /// server not ready, the others are notes on `/readyz`.
+    pub fn report(&self, what: &str, problem: Option<(String, bool)>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some((message, blocks_readiness)) => {
+                problems.insert(
+                    what.to_owned(),
+                    Problem {
+                        message,
+                        blocks_readiness,
+                    },
+                );
+            }
+            None => {
+                problems.remove(what);
+            }
+        }
+    }
+
     /// The documents, unless none were ever fetched or the last good fetch is too old.
     pub fn fresh(&self) -> Option<Arc<Snapshot>> {
         self.current
@@ -101,8 +133,9 @@ impl Store {
             .filter(|s| s.fetched.elapsed() <= self.max_stale)
     }
 
-    /// `Ok` when the public paths answer and nothing needs an operator; otherwise why not.
-    pub fn readiness(&self) -> Result<(), String> {
+    /// `Ok` (with notes on non-blocking problems) when the public paths answer and nothing
+    /// blocks; otherwise why not.
+    pub fn readiness(&self) -> Readiness {
         if self.draining.load(Ordering::Acquire) {
             return Err("shutting down".into());
         }
@@ -119,7 +152,20 @@ impl Store {
             )),
             Some(_) => match failure.as_ref() {
                 Some(f) if f.blocks_readiness => Err(f.message.clone()),
-                _ => Ok(()),
+                _ => {
+                    let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+                    let said = |p: (&String, &Problem)| format!("{}: {}", p.0, p.1.message);
+                    let blocking: Vec<String> = problems
+                        .iter()
+                        .filter(|(_, p)| p.blocks_readiness)
+                        .map(said)
+                        .collect();
+                    if blocking.is_empty() {
+                        Ok(problems.iter().map(said).collect())
+                    } else {
+                        Err(blocking.join("; "))
+                    }
+                }
             },
         }
     }
@@ -149,7 +195,7 @@ mod tests {
         );
         assert!(store.publish(&docs("a")));
         assert!(store.fresh().is_some());
-        assert_eq!(store.readiness(), Ok(()));
+        assert_eq!(store.readiness(), Ok(Vec::new()));
     }
 
     #[test]
@@ -170,7 +216,7 @@ mod tests {
         store.publish(&docs("a"));
         store.fail("the JWKS is not a JSON object".into(), false);
         assert!(store.fresh().is_some());
-        assert_eq!(store.readiness(), Ok(()));
+        assert_eq!(store.readiness(), Ok(Vec::new()));
         store.fail("the API server's issuer differs".into(), true);
         assert!(store.fresh().is_some(), "still served until stale");
         assert_eq!(
@@ -178,7 +224,23 @@ mod tests {
             "the API server's issuer differs"
         );
         store.publish(&docs("a"));
-        assert_eq!(store.readiness(), Ok(()));
+        assert_eq!(store.readiness(), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn problems_are_notes_unless_they_block_and_clear_when_solved() {
+        let store = store(Duration::from_secs(60));
+        store.publish(&docs("a"));
+        store.report("export to s3://b", Some(("access denied".into(), false)));
+        assert_eq!(
+            store.readiness(),
+            Ok(vec!["export to s3://b: access denied".to_owned()])
+        );
+        store.report("public check", Some(("stale keys".into(), true)));
+        assert_eq!(store.readiness().unwrap_err(), "public check: stale keys");
+        store.report("public check", None);
+        store.report("export to s3://b", None);
+        assert_eq!(store.readiness(), Ok(Vec::new()));
     }
 
     #[test]

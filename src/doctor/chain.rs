@@ -10,7 +10,6 @@ use kube::api::PostParams;
 use serde_json::{Value, json};
 
 use super::compare::{invisible, issuer_difference};
-use super::https::{self, Roots, Seen};
 use super::jwt::{self, Token};
 use super::report::{Check, Report};
 use crate::discovery::document::{
@@ -18,6 +17,7 @@ use crate::discovery::document::{
 };
 use crate::discovery::source::ApiServer;
 use crate::serving::errors::chain;
+use crate::serving::probe::{self, Roots, Seen};
 
 /// Slower than this, a public document is worth a warning.
 const SLOW: Duration = Duration::from_secs(1);
@@ -303,8 +303,8 @@ async fn fetch(
     roots: &Roots,
     limit: Duration,
     report: &mut Report,
-) -> Option<https::Answer> {
-    match https::get(url, roots, limit, MAX_BODY_BYTES).await {
+) -> Option<probe::Answer> {
+    match probe::get(url, roots, limit, MAX_BODY_BYTES).await {
         Ok(answer) if answer.status == 200 => Some(answer),
         Ok(answer) => {
             let location = answer
@@ -330,7 +330,7 @@ async fn fetch(
 }
 
 /// ok, or warn when slower than [`SLOW`], fail beyond [`STS_LIMIT`].
-fn timed(id: &'static str, url: &str, answer: &https::Answer, detail: String) -> Check {
+fn timed(id: &'static str, url: &str, answer: &probe::Answer, detail: String) -> Check {
     let ms = answer.elapsed.as_millis();
     if answer.elapsed > STS_LIMIT {
         Check::fail(

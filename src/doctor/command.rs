@@ -8,10 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use rustls::pki_types::{CertificateDer, pem::PemObject};
 
 use super::chain::{self, Subject};
-use super::https::Roots;
 use super::iam;
 use super::report::{Check, Report, Status};
 use super::webhook::{self, Target};
@@ -19,6 +17,7 @@ use super::workload;
 use crate::discovery::source::ApiServer;
 use crate::injection::config::AnnotationKeys;
 use crate::serving::kube_client;
+use crate::serving::probe::Roots;
 use crate::serving::server::runtime;
 
 /// How the report is printed.
@@ -84,19 +83,7 @@ pub struct DoctorArgs {
 pub fn run(args: DoctorArgs) -> Result<()> {
     let extra = match &args.ca_file {
         None => Vec::new(),
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    anyhow::anyhow!("--ca-file {} is not PEM certificates: {e}", path.display())
-                })?;
-            if certs.is_empty() {
-                bail!("--ca-file {} holds no certificate", path.display());
-            }
-            certs
-        }
+        Some(path) => crate::serving::tls::read_ca_file(path, "--ca-file")?,
     };
     let roots = Roots {
         public: true,

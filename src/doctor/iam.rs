@@ -5,11 +5,7 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::Region;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_iam::error::DisplayErrorContext;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use serde_json::Value;
 
 use super::chain::{Minted, PublicSide};
@@ -24,30 +20,9 @@ pub struct Aws {
     sts: aws_sdk_sts::Client,
 }
 
-/// Loads the standard AWS configuration (environment, profile, web identity, IMDS...) with
-/// every call bounded by `limit`.
+/// IAM and STS clients on the standard AWS configuration, every call bounded by `limit`.
 pub async fn connect(limit: Duration) -> Aws {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(limit.min(Duration::from_secs(5)))
-                .operation_timeout(limit)
-                .build(),
-        )
-        .load()
-        .await;
-    // IAM is global; an SDK still wants a region to resolve its endpoint.
-    let config = match config.region() {
-        Some(_) => config,
-        None => config
-            .into_builder()
-            .region(Region::new("us-east-1"))
-            .build(),
-    };
+    let config = crate::serving::aws::config(limit).await;
     Aws {
         iam: aws_sdk_iam::Client::new(&config),
         sts: aws_sdk_sts::Client::new(&config),

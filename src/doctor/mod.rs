@@ -6,7 +6,6 @@
 mod chain;
 pub mod command;
 mod compare;
-mod https;
 mod iam;
 mod jwt;
 mod report;

@@ -10,11 +10,11 @@ use kube::Api;
 use kube::api::ListParams;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 
-use super::https::{self, Roots};
 use super::report::{Check, Report};
 use super::selector::selects;
 use crate::certs::CertInfo;
 use crate::serving::errors::chain;
+use crate::serving::probe::{self, Roots};
 
 /// Where the pod is created.
 pub struct Target<'a> {
@@ -265,7 +265,7 @@ async fn certificate(
         public: false,
         extra,
     };
-    let seen = match tokio::time::timeout(limit, https::connect(addr, server_name, &roots)).await {
+    let seen = match tokio::time::timeout(limit, probe::connect(addr, server_name, &roots)).await {
         Ok(Ok((_, seen))) => seen,
         Ok(Err(e)) => {
             report.push(Check::warn(

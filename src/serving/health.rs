@@ -25,10 +25,11 @@ pub async fn serve_health(
     serve(listener, None, router, Limits::default(), shutdown, DRAIN).await;
 }
 
-/// Why a component is not ready.
-pub type Readiness = Result<(), String>;
+/// Ready with notes that need an operator but do not stop traffic, or not ready and why.
+pub type Readiness = Result<Vec<String>, String>;
 
-/// `/livez`, `/readyz` (503 with the reason when `ready` says so) and `/metrics` (the text
+/// `/livez`, `/readyz` (503 with the reason when `ready` says so, else 200 with any notes) and
+/// `/metrics` (the text
 /// `metrics` renders), for a plain listener that is never exposed publicly.
 pub fn health_router(
     ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
@@ -38,7 +39,10 @@ pub fn health_router(
         let ready = ready.clone();
         async move {
             match ready() {
-                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                Ok(notes) => {
+                    let notes: String = notes.iter().map(|n| format!("note: {n}\n")).collect();
+                    (StatusCode::OK, format!("ok\n{notes}"))
+                }
                 Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             }
         }

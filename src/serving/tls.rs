@@ -232,6 +232,21 @@ pub fn server_config_from_pem(
     Ok(config)
 }
 
+/// The PEM CA certificates of `path`, given by `flag`; an error names both when the file
+/// cannot be read or holds no certificate.
+pub fn read_ca_file(path: &Path, flag: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    use anyhow::Context;
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{flag} {} is not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{flag} {} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
 /// Makes [`provider`] the process default, for libraries (the Kubernetes client) that ask for it.
 pub fn install_default_provider() {
     // Fails only if a provider is already installed, which is then the one we want anyway.

@@ -203,7 +203,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 } else if !index.is_ready() {
                     Err("ServiceAccount index not synced yet".into())
                 } else {
-                    Ok(())
+                    Ok(Vec::new())
                 }
             },
             move || metrics.encode(),

@@ -1,4 +1,5 @@
-//! A diagnostic HTTPS client: connects as STS or the API server would, records whether the
+//! A diagnostic HTTPS client (`doctor`, the discovery server's public self-check): connects as
+//! STS or the API server would, records whether the
 //! server's chain is publicly trusted (Mozilla's roots) and whether extra roots trust it, and
 //! still completes the request when neither does, so the documents can be checked anyway. It
 //! sends no credentials. Every step is bounded by one deadline and the body by a size limit.
