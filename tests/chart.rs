@@ -880,6 +880,64 @@ fn discovery_with_ingress_routes_exactly_the_two_documents() {
             .iter()
             .all(|r| !describe(r).contains("tailscale"))
     );
+    // Two replicas that a drain never takes down together, spread over zones and nodes.
+    let pdb = find(&rendered, "PodDisruptionBudget", "irsa-webhook-discovery");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "discovery"
+    );
+    let spec = &deployment["spec"]["template"]["spec"];
+    let spread = spec["topologySpreadConstraints"].as_array().unwrap();
+    assert_eq!(spread.len(), 2);
+    assert_eq!(
+        spread[1]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "discovery"
+    );
+    let container = &spec["containers"][0];
+    let names: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"IRSA_EXPORT_S3") && !names.contains(&"IRSA_PUBLIC_CHECK_INTERVAL"));
+
+    // S3 export and the public check, as values.
+    let published = render(
+        "irsa-webhook",
+        "irsa-system",
+        "ingress",
+        &[
+            "discovery.exportS3={s3://issuer-bucket/clusters/prod,s3://backup-bucket}",
+            "discovery.s3PathStyle=true",
+            "discovery.publicCheck.interval=5m",
+            "discovery.publicCheck.required=true",
+        ],
+    );
+    let container = &find(&published, "Deployment", "irsa-webhook-discovery")["spec"]["template"]["spec"]
+        ["containers"][0];
+    for (name, value) in [
+        (
+            "IRSA_EXPORT_S3",
+            "s3://issuer-bucket/clusters/prod,s3://backup-bucket",
+        ),
+        ("IRSA_S3_PATH_STYLE", "true"),
+        ("IRSA_PUBLIC_CHECK_INTERVAL", "5m"),
+        ("IRSA_PUBLIC_CHECK_REQUIRED", "true"),
+    ] {
+        assert_eq!(env(container, name)["value"], value, "{name}");
+    }
+    let bad = Helm::V3.template(
+        "irsa-webhook",
+        "irsa-system",
+        &[&helm::values("ingress")],
+        &["discovery.exportS3={issuer-bucket}"],
+    );
+    assert!(
+        bad.unwrap_err().contains("exportS3"),
+        "an export location without s3:// is refused"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -215,3 +215,50 @@ feature that is switched off is an error naming the switch, never silently ignor
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+topologySpreadConstraints of a Deployment: `constraints` when it is a list, else spread over
+zones and nodes (ScheduleAnyway) by `selector`. Call with (dict "root" $ "constraints" ...
+"selector" ...).
+*/}}
+{{- define "irsa-webhook.topologySpread" -}}
+{{- if kindIs "slice" .constraints }}
+{{- toYaml .constraints }}
+{{- else }}
+{{- range list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+- maxSkew: 1
+  topologyKey: {{ . }}
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- $.selector | nindent 6 }}
+  {{- if semverCompare ">=1.27-0" $.root.Capabilities.KubeVersion.Version }}
+  matchLabelKeys:
+    - pod-template-hash
+  {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget for one component, rendered only with more than one replica (one replica
+and minAvailable 1 would block every drain). Call with (dict "root" $ "component" ...
+"replicas" ... "budget" ...).
+*/}}
+{{- define "irsa-webhook.pdb" -}}
+{{- if and .budget.enabled (gt (int .replicas) 1) }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ ternary (include "irsa-webhook.fullname" .root) (include "irsa-webhook.discovery.fullname" .root) (eq .component "webhook") }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "irsa-webhook.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  minAvailable: {{ .budget.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "irsa-webhook.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+{{- end }}
+{{- end }}
