@@ -37,6 +37,7 @@ const VALUE_SETS: &[&str] = &[
     "default",
     "cert-manager",
     "tailscale",
+    "tailscale-standby",
     "seed000",
     "ingress",
     "fail",
@@ -803,6 +804,83 @@ fn discovery_with_tailscale_publishes_only_the_public_port_through_funnel() {
     assert_eq!(
         find(&rendered, "Service", "irsa-webhook-discovery")["spec"]["ports"],
         json!([{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}])
+    );
+}
+
+/// With a standby, two replicas elect a leader through one Lease and only the leader's
+/// Tailscale node runs: the wrapper the chart renders is run here with a stand-in node.
+#[test]
+fn discovery_with_a_tailscale_standby_runs_the_node_only_on_the_leader() {
+    let rendered = render("irsa-webhook", "irsa-system", "tailscale-standby", &[]);
+    let deployment = find(&rendered, "Deployment", "irsa-webhook-discovery");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    let discovery = container(deployment, "discovery");
+    for (name, value) in [
+        ("IRSA_LEADER_ELECT", "true"),
+        ("IRSA_LEASE_NAME", "irsa-webhook-discovery"),
+        ("IRSA_LEASE_NAMESPACE", "irsa-system"),
+        ("IRSA_LEASE_DURATION", "10s"),
+        ("IRSA_LEADER_FILE", "/run/irsa-leader/leader"),
+    ] {
+        assert_eq!(env(discovery, name)["value"], value, "{name}");
+    }
+    assert_eq!(
+        find(&rendered, "PodDisruptionBudget", "irsa-webhook-discovery")["spec"]["minAvailable"],
+        1
+    );
+    let rules = &find(&rendered, "Role", "irsa-webhook-discovery-tailscale")["rules"];
+    assert!(
+        rules.as_array().unwrap().contains(&json!({"apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"], "resourceNames": ["irsa-webhook-discovery"], "verbs": ["get", "update"]})),
+        "{rules}"
+    );
+    let ts = container(deployment, "tailscale");
+    assert_eq!(ts["command"], json!(["/bin/sh", "-c"]));
+    let script = ts["args"][0].as_str().unwrap();
+
+    // The wrapper, with a stand-in for containerboot that records that it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, running) = (dir.path().join("leader"), dir.path().join("running"));
+    let boot = dir.path().join("containerboot");
+    std::fs::write(
+        &boot,
+        format!(
+            "#!/bin/sh\ntouch {0}\ntrap 'rm -f {0}; exit 0' TERM\nwhile :; do sleep 0.1; done\n",
+            running.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&boot, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut wrapper = std::process::Command::new("/bin/sh")
+        .args(["-c", script])
+        .env("IRSA_LEADER_FILE", &leader)
+        .env("CONTAINERBOOT", &boot)
+        .spawn()
+        .unwrap();
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!running.exists(), "a standby runs no node");
+    std::fs::write(&leader, "replica-a").unwrap();
+    wait("the node to start on the leader", &|| running.exists());
+    std::fs::remove_file(&leader).unwrap();
+    wait("the node to stop when leadership ends", &|| {
+        !running.exists()
+    });
+    let status = wrapper.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the container restarts and waits again"
     );
 }
 

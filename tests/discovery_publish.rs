@@ -469,3 +469,137 @@ fn a_failing_s3_export_is_a_note_on_readyz_and_is_retried_until_it_works() {
         assert!(metrics.contains(sample), "{sample} missing:\n{metrics}");
     }
 }
+
+/// A discovery replica campaigning for `lease` as `identity`.
+struct Replica {
+    child: std::process::Child,
+    health: std::net::SocketAddr,
+    leader_file: PathBuf,
+    site: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(setup: &Setup, lease: &str, identity: &str, duration: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/discovery/testdata/rsa-pkix.pub");
+        let health = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+        let (leader_file, site) = (dir.path().join("leader"), dir.path().join("site"));
+        let child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+            .arg("discovery")
+            .arg(format!("--issuer-url={}", setup.cluster.issuer))
+            .arg(format!(
+                "--kubeconfig={}",
+                setup.cluster.kubeconfig.display()
+            ))
+            .arg(format!("--key-file={}", key.display()))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--refresh-interval=1s",
+                "--leader-elect",
+            ])
+            .arg(format!("--port={}", support::free_port()))
+            .arg(format!("--metrics-port={}", health.port()))
+            .arg(format!("--lease-name={lease}"))
+            .arg("--lease-namespace=default")
+            .arg(format!("--lease-duration={duration}"))
+            .arg(format!("--leader-identity={identity}"))
+            .arg(format!("--leader-file={}", leader_file.display()))
+            .arg(format!("--export-dir={}", site.display()))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            health,
+            leader_file,
+            site,
+            _dir: dir,
+        }
+    }
+
+    fn leads(&self) -> bool {
+        self.leader_file.exists()
+    }
+
+    fn exported(&self) -> bool {
+        self.site.join("openid/v1/jwks").exists()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `done`, panicking with `what` after `limit`; returns how long it took.
+fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) -> Duration {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn one_replica_leads_and_a_standby_takes_over_when_it_dies_or_leaves() {
+    let Some(setup) = setup() else { return };
+    let a = Replica::start(setup, "discovery-ha", "replica-a", "2s");
+    wait_for("replica-a to lead", Duration::from_secs(20), || a.leads());
+    let b = Replica::start(setup, "discovery-ha", "replica-b", "2s");
+    wait_readyz(b.health, |_, body| {
+        body.contains("standby: Lease default/discovery-ha is held by replica-a")
+    });
+    wait_for("the leader to export", Duration::from_secs(10), || {
+        a.exported()
+    });
+    let (_, leader_ready) = wait_readyz(a.health, |status, _| status == 200);
+    assert_eq!(leader_ready, "ok\n");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !b.leads() && !b.exported(),
+        "a standby neither leads nor exports"
+    );
+
+    // The leader dies without a word: the standby takes over once the Lease has not been
+    // renewed for its duration.
+    drop(a);
+    let took = wait_for("replica-b to take over", Duration::from_secs(15), || {
+        b.leads()
+    });
+    assert!(
+        took >= Duration::from_millis(1000),
+        "not before the Lease expired: {took:?}"
+    );
+    wait_for("the new leader to export", Duration::from_secs(10), || {
+        b.exported()
+    });
+    wait_readyz(b.health, |status, body| status == 200 && body == "ok\n");
+
+    // A leader that stops cleanly releases the Lease: a standby with a long Lease takes over
+    // well before it would expire.
+    let c = Replica::start(setup, "discovery-release", "replica-c", "30s");
+    wait_for("replica-c to lead", Duration::from_secs(20), || c.leads());
+    let d = Replica::start(setup, "discovery-release", "replica-d", "30s");
+    wait_readyz(d.health, |_, body| body.contains("held by replica-c"));
+    let status = Command::new("kill")
+        .args(["-TERM", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(
+        "replica-c to remove its leader file",
+        Duration::from_secs(5),
+        || !c.leads(),
+    );
+    let took = wait_for("replica-d to take over", Duration::from_secs(20), || {
+        d.leads()
+    });
+    assert!(
+        took < Duration::from_secs(15),
+        "released, not expired: {took:?}"
+    );
+}

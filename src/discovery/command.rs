@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::Settings;
 use super::export::{Exporter, Target};
+use super::leader::{self, Election, Role};
 use super::metrics::DiscoveryMetrics;
 use super::public_check::PublicCheck;
 use super::refresh::Refresher;
@@ -31,7 +32,7 @@ pub struct DiscoveryArgs {
     #[arg(long, env = "IRSA_ISSUER_URL")]
     issuer_url: String,
     /// Kubeconfig to use instead of the in-cluster configuration (or $KUBECONFIG).
-    #[arg(long, env = "IRSA_KUBECONFIG", conflicts_with = "key_files")]
+    #[arg(long, env = "IRSA_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Publish the keys of these files (the API server's --service-account-key-file: PEM public
     /// or private keys, RSA or ECDSA, certificates) instead of fetching from the API server;
@@ -40,8 +41,32 @@ pub struct DiscoveryArgs {
     key_files: Vec<PathBuf>,
     /// Fetch (or read), validate and export once, then exit: 0 when every export succeeded,
     /// non-zero with the reason otherwise. Serves nothing.
-    #[arg(long, env = "IRSA_ONCE")]
+    #[arg(long, env = "IRSA_ONCE", conflicts_with = "leader_elect")]
     once: bool,
+    /// Be active only while holding a Lease: one replica publishes (exports, --leader-file),
+    /// the others stand by and take over within --lease-duration.
+    #[arg(long, env = "IRSA_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "IRSA_LEASE_NAME",
+        default_value = "irsa-webhook-discovery"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's own, else `default`).
+    #[arg(long, env = "IRSA_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long a Lease lasts without renewal before a standby takes over.
+    #[arg(long, env = "IRSA_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// This replica's name in the Lease (default: $HOSTNAME and the process id).
+    #[arg(long, env = "IRSA_LEADER_IDENTITY")]
+    leader_identity: Option<String>,
+    /// A file that exists exactly while this replica leads, for a sidecar (the Tailscale node)
+    /// to wait on.
+    #[arg(long, env = "IRSA_LEADER_FILE", requires = "leader_elect")]
+    leader_file: Option<PathBuf>,
     /// How often the documents are fetched from the API server (or the key files re-read).
     #[arg(long, env = "IRSA_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     refresh_interval: Duration,
@@ -124,11 +149,18 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
     };
     let runtime = server::runtime()?;
     runtime.block_on(async move {
-        let source = if args.key_files.is_empty() {
-            let cluster = kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig or --key-file").await?;
-            Source::ApiServer(ApiServer::new(cluster.client, cluster.url, settings.fetch_timeout))
+        let cluster = if args.key_files.is_empty() || args.leader_elect {
+            Some(kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig or --key-file").await?)
         } else {
-            Source::KeyFiles(args.key_files.clone())
+            None
+        };
+        let source = match (&cluster, args.key_files.is_empty()) {
+            (Some(cluster), true) => Source::ApiServer(ApiServer::new(
+                cluster.client.clone(),
+                cluster.url.clone(),
+                settings.fetch_timeout,
+            )),
+            _ => Source::KeyFiles(args.key_files.clone()),
         };
         let mut targets: Vec<Target> = dir.into_iter().map(Target::Dir).collect();
         for location in &args.export_s3 {
@@ -143,6 +175,13 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         }
         let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
         let store = Arc::new(Store::new(settings.max_stale, draining));
+        let (leader, election) = match (&cluster, args.leader_elect) {
+            (Some(cluster), true) => {
+                let (role, election) = campaign(&args, cluster.client.clone(), store.clone(), shutdown.clone());
+                (Some(role), Some(election))
+            }
+            _ => (None, None),
+        };
         let refresher = Refresher {
             source,
             issuer: settings.issuer.clone(),
@@ -150,6 +189,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             metrics: metrics.clone(),
             targets,
             interval: settings.refresh_interval,
+            leader,
         };
         if args.once {
             return once(&refresher).await;
@@ -188,9 +228,58 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         );
         tokio::join!(public, health);
         let _ = refresh.await;
+        if let Some(election) = election {
+            // It releases the Lease it holds, so a standby takes over at once.
+            let _ = tokio::time::timeout(args.shutdown_timeout, election).await;
+        }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Starts the leader election and keeps `/readyz` saying which part this replica plays;
+/// returns the role and the campaign, which ends (releasing the Lease) after `shutdown`.
+fn campaign(
+    args: &DiscoveryArgs,
+    client: kube::Client,
+    store: Arc<Store>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> (
+    tokio::sync::watch::Receiver<Role>,
+    tokio::task::JoinHandle<()>,
+) {
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(leader::default_namespace);
+    let lease = format!("{namespace}/{}", args.lease_name);
+    let election = Election {
+        leases: kube::Api::namespaced(client, &namespace),
+        name: args.lease_name.clone(),
+        identity: args
+            .leader_identity
+            .clone()
+            .unwrap_or_else(leader::default_identity),
+        duration: args.lease_duration,
+        leader_file: args.leader_file.clone(),
+    };
+    let (sender, receiver) = tokio::sync::watch::channel(Role::Unknown);
+    store.report(
+        "leader election",
+        leader::note(&Role::Unknown, &lease).map(|n| (n, false)),
+    );
+    let running = tokio::spawn(election.run(sender, shutdown));
+    let mut follow = receiver.clone();
+    tokio::spawn(async move {
+        while follow.changed().await.is_ok() {
+            let role = follow.borrow_and_update().clone();
+            store.report(
+                "leader election",
+                leader::note(&role, &lease).map(|n| (n, false)),
+            );
+        }
+    });
+    (receiver, running)
 }
 
 /// `--once`: one fetch and every export, or an error naming what failed; nothing is exported

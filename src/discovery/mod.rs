@@ -9,6 +9,7 @@ pub mod command;
 pub mod document;
 pub mod export;
 pub mod keyfiles;
+pub mod leader;
 pub mod metrics;
 pub mod public_check;
 pub mod refresh;

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::document::{self, DISCOVERY_PATH, DocumentError, Documents, IssuerUrl, JWKS_PATH};
 use super::export::Target;
 use super::keyfiles::{self, KeyFileError};
+use super::leader::Role;
 use super::metrics::DiscoveryMetrics;
 use super::source::{FetchError, Source};
 use super::store::Store;
@@ -46,6 +48,8 @@ pub struct Refresher {
     pub metrics: Arc<DiscoveryMetrics>,
     pub targets: Vec<Target>,
     pub interval: Duration,
+    /// With `--leader-elect`: only the leader exports.
+    pub leader: Option<watch::Receiver<Role>>,
 }
 
 impl Refresher {
@@ -56,6 +60,12 @@ impl Refresher {
         let mut exported: Vec<Option<Documents>> = vec![None; self.targets.len()];
         loop {
             let delay = match self.refresh().await {
+                Some(_) if !self.exporting() => {
+                    // A standby: whatever it exported before may be stale by the time it leads.
+                    exported.iter_mut().for_each(|e| *e = None);
+                    failures = 0;
+                    self.interval
+                }
                 Some(docs) if self.export(&docs, &mut exported).await.is_empty() => {
                     failures = 0;
                     self.interval
@@ -111,6 +121,13 @@ impl Refresher {
                 None
             }
         }
+    }
+
+    /// Whether this replica exports: always, or only while leading.
+    fn exporting(&self) -> bool {
+        self.leader
+            .as_ref()
+            .is_none_or(|role| *role.borrow() == Role::Leader)
     }
 
     /// Fetches (or reads) and validates both documents.
