@@ -249,6 +249,7 @@ fn service_account() -> impl Strategy<Value = Option<Option<SaAnnotations>>> {
                 sts_regional_endpoints: sts.map(Into::into),
                 token_expiration: expiration.map(Into::into),
                 region: region.map(Into::into),
+                sts_endpoint: None,
                 unknown: Box::new([]),
             },
         );

@@ -177,7 +177,12 @@ async fn an_unchanged_aws_sdk_gets_credentials_from_what_the_webhook_injected() 
     let _turn = SERIAL.lock().await;
     let issuer = &chain.discovery.issuer;
     let moto = Moto::start(&support::sts::venv());
-    let env = Env::new(&chain.cluster, "sdk", Registration::default()).await;
+    // The opt-in session name: CloudTrail (here moto) names the pod that acted.
+    let registration = Registration {
+        args: vec!["--role-session-name-from-pod".into()],
+        ..Registration::default()
+    };
+    let env = Env::new(&chain.cluster, "sdk", registration).await;
 
     // IAM, as an administrator would set it up for this cluster and ServiceAccount.
     let provider = moto.admin(&[
@@ -221,6 +226,8 @@ async fn an_unchanged_aws_sdk_gets_credentials_from_what_the_webhook_injected() 
             ("eks.amazonaws.com/role-arn", &role_arn),
             ("eks.amazonaws.com/region", "eu-west-1"),
             ("eks.amazonaws.com/sts-regional-endpoints", "true"),
+            // An on-premises STS for this ServiceAccount: the stand-in.
+            ("eks.amazonaws.com/sts-endpoint", &moto.endpoint),
         ],
     )
     .await;
@@ -249,12 +256,19 @@ async fn an_unchanged_aws_sdk_gets_credentials_from_what_the_webhook_injected() 
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &token).unwrap();
-    let mut vars: Vec<(String, String)> = container["env"]
+    let vars: Vec<(String, String)> = container["env"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| {
             let name = v["name"].as_str().unwrap().to_owned();
+            // The downward API, as the kubelet resolves it.
+            if v["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name" {
+                return (
+                    name,
+                    created.pod["metadata"]["name"].as_str().unwrap().to_owned(),
+                );
+            }
             let value = v["value"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{name} is not a plain value: {v}"))
@@ -273,20 +287,26 @@ async fn an_unchanged_aws_sdk_gets_credentials_from_what_the_webhook_injected() 
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_ENDPOINT_URL_STS",
     ] {
         assert!(names.contains(&needed), "{needed} not injected: {names:?}");
     }
     assert!(!names.iter().any(|n| n.contains("ACCESS_KEY")), "{names:?}");
 
     // The region variables alone send the SDK to the regional STS endpoint (this botocore's
-    // default for STS is still the global one).
+    // default for STS is still the global one); the injected endpoint overrides it.
+    let without_endpoint: Vec<(String, String)> = vars
+        .iter()
+        .filter(|(n, _)| n != "AWS_ENDPOINT_URL_STS")
+        .cloned()
+        .collect();
     assert_eq!(
-        moto.resolved_sts_endpoint(&borrowed(&vars)),
+        moto.resolved_sts_endpoint(&borrowed(&without_endpoint)),
         "https://sts.eu-west-1.amazonaws.com"
     );
 
-    // Exactly the injected variables, plus where "AWS" is: no access keys, no config files.
-    vars.push(("AWS_ENDPOINT_URL_STS".into(), moto.endpoint.clone()));
+    // Exactly the injected variables: no access keys, no config files, nothing added by the test.
     let output = moto.aws(&borrowed(&vars), &["sts", "get-caller-identity"]);
     assert!(
         output.status.success(),
@@ -306,6 +326,7 @@ async fn an_unchanged_aws_sdk_gets_credentials_from_what_the_webhook_injected() 
         "{assumed:?}"
     );
     let session = &assumed.form["RoleSessionName"];
+    assert_eq!(session, "sdk", "the session is named after the pod");
     // ... then signed the call with the temporary credentials for the injected region.
     let calls = moto.requests("GetCallerIdentity");
     let call = calls.last().expect("GetCallerIdentity reached moto");

@@ -41,6 +41,13 @@ pub struct InjectionArgs {
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set,
           value_parser = go_bool_flag)]
     sts_regional_endpoint: bool,
+    /// Set AWS_ENDPOINT_URL_STS (an on-premises or test STS) unless the ServiceAccount names one.
+    #[arg(long, env = "IRSA_STS_ENDPOINT")]
+    sts_endpoint: Option<String>,
+    /// Set AWS_ROLE_SESSION_NAME to the pod's name (downward API), so CloudTrail names the pod;
+    /// left out, with a warning, when the name cannot fit STS's 64 characters.
+    #[arg(long, env = "IRSA_ROLE_SESSION_NAME_FROM_POD")]
+    role_session_name_from_pod: bool,
 }
 
 impl InjectionArgs {
@@ -53,6 +60,8 @@ impl InjectionArgs {
             token_mount_path: &self.token_mount_path,
             aws_default_region: self.aws_default_region.as_deref(),
             sts_regional_endpoint: self.sts_regional_endpoint,
+            sts_endpoint: self.sts_endpoint.as_deref(),
+            role_session_name: self.role_session_name_from_pod,
         })?;
         for doubt in cfg.doubts() {
             tracing::warn!("{doubt}");

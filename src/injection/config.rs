@@ -24,6 +24,8 @@ pub struct AnnotationKeys {
     pub token_expiration: String,
     /// ServiceAccount: region for `AWS_REGION`/`AWS_DEFAULT_REGION`.
     pub region: String,
+    /// ServiceAccount: `AWS_ENDPOINT_URL_STS` (an on-premises STS).
+    pub sts_endpoint: String,
     /// Pod: comma-separated container names that are left alone.
     pub skip_containers: String,
     /// Pod: comma-separated container names that alone are injected.
@@ -42,6 +44,7 @@ impl AnnotationKeys {
             sts_regional_endpoints: key("sts-regional-endpoints"),
             token_expiration: key("token-expiration"),
             region: key("region"),
+            sts_endpoint: key("sts-endpoint"),
             skip_containers: key("skip-containers"),
             include_containers: key("include-containers"),
             skip_pod: key("skip-pod-identity-webhook"),
@@ -66,6 +69,7 @@ impl AnnotationKeys {
                 &self.sts_regional_endpoints,
                 &self.token_expiration,
                 &self.region,
+                &self.sts_endpoint,
             ],
             On::Pod => vec![
                 &self.token_expiration,
@@ -132,6 +136,10 @@ pub struct InjectionConfig {
     pub region: Option<String>,
     /// Default for `AWS_STS_REGIONAL_ENDPOINTS=regional`.
     pub regional_sts: bool,
+    /// Default `AWS_ENDPOINT_URL_STS`, if any.
+    pub sts_endpoint: Option<String>,
+    /// Whether `AWS_ROLE_SESSION_NAME` is set to the pod's name.
+    pub role_session_name: bool,
 }
 
 /// Unvalidated injection settings as given on the command line or in the environment.
@@ -143,6 +151,8 @@ pub struct InjectionSettings<'a> {
     pub token_mount_path: &'a str,
     pub aws_default_region: Option<&'a str>,
     pub sts_regional_endpoint: bool,
+    pub sts_endpoint: Option<&'a str>,
+    pub role_session_name: bool,
 }
 
 impl InjectionConfig {
@@ -185,6 +195,20 @@ impl InjectionConfig {
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_owned);
+        let sts_endpoint = s
+            .sts_endpoint
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                check_endpoint(e)
+                    .map(|()| e.to_owned())
+                    .map_err(|reason| ConfigError::Invalid {
+                        flag: "--sts-endpoint",
+                        value: e.to_owned(),
+                        reason,
+                    })
+            })
+            .transpose()?;
         Ok(Self {
             keys: AnnotationKeys::new(prefix),
             audience: s.token_audience.trim().to_owned(),
@@ -192,6 +216,8 @@ impl InjectionConfig {
             mount_path: mount_path.to_owned(),
             region,
             regional_sts: s.sts_regional_endpoint,
+            sts_endpoint,
+            role_session_name: s.role_session_name,
         })
     }
 
@@ -228,9 +254,31 @@ impl Default for InjectionConfig {
             token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
             aws_default_region: None,
             sts_regional_endpoint: false,
+            sts_endpoint: None,
+            role_session_name: false,
         })
         .expect("defaults are valid")
     }
+}
+
+/// Checks an STS endpoint URL: `http://` or `https://`, a host, no spaces, query or fragment.
+pub fn check_endpoint(url: &str) -> Result<(), &'static str> {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err("must start with https:// (or http://)");
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("must name a host");
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err("must not contain spaces, a query or a fragment");
+    }
+    Ok(())
 }
 
 /// A DNS-1123 subdomain, as Kubernetes requires for an annotation key prefix.
@@ -286,7 +334,30 @@ mod tests {
             token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
             aws_default_region: None,
             sts_regional_endpoint: false,
+            sts_endpoint: None,
+            role_session_name: false,
         }
+    }
+
+    #[test]
+    fn sts_endpoints_are_checked() {
+        assert_eq!(check_endpoint("https://sts.example.internal:9000"), Ok(()));
+        assert_eq!(check_endpoint("http://127.0.0.1:5000/"), Ok(()));
+        assert!(check_endpoint("sts.example").is_err());
+        assert!(check_endpoint("https://").is_err());
+        assert!(check_endpoint("https://a b").is_err());
+        let err = InjectionConfig::new(InjectionSettings {
+            sts_endpoint: Some("ftp://x"),
+            ..settings()
+        })
+        .unwrap_err();
+        assert!(err.to_string().starts_with("--sts-endpoint"), "{err}");
+        let blank = InjectionConfig::new(InjectionSettings {
+            sts_endpoint: Some(" "),
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(blank.sts_endpoint, None);
     }
 
     #[test]

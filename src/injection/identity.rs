@@ -1,7 +1,8 @@
 //! Which AWS identity a pod gets: ServiceAccount and pod annotations resolved against the defaults.
 
 use crate::injection::config::{
-    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, On, is_region, parse_go_bool,
+    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, On, check_endpoint, is_region,
+    parse_go_bool,
 };
 use crate::injection::pod::PodView;
 
@@ -16,6 +17,7 @@ pub struct SaAnnotations {
     pub sts_regional_endpoints: Option<Box<str>>,
     pub token_expiration: Option<Box<str>>,
     pub region: Option<Box<str>>,
+    pub sts_endpoint: Option<Box<str>>,
     /// Warnings about keys under our prefix this webhook does not read on a ServiceAccount.
     pub unknown: Box<[Box<str>]>,
 }
@@ -40,6 +42,7 @@ impl SaAnnotations {
                 k if k == keys.sts_regional_endpoints => &mut found.sts_regional_endpoints,
                 k if k == keys.token_expiration => &mut found.token_expiration,
                 k if k == keys.region => &mut found.region,
+                k if k == keys.sts_endpoint => &mut found.sts_endpoint,
                 k => {
                     if unknown.len() < MAX_UNKNOWN_KEYS
                         && let Some(warning) = keys.unknown(k, On::ServiceAccount)
@@ -82,7 +85,16 @@ pub struct Identity {
     pub expiration: i64,
     pub region: Option<String>,
     pub regional_sts: bool,
+    /// `AWS_ENDPOINT_URL_STS`.
+    pub sts_endpoint: Option<String>,
+    /// Whether `AWS_ROLE_SESSION_NAME` comes from the pod's name.
+    pub session_name: bool,
 }
+
+/// STS's bounds on `RoleSessionName`.
+pub const SESSION_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
+/// Characters the API server appends to a pod's `generateName`.
+const GENERATED_SUFFIX_LEN: usize = 5;
 
 /// Resolves pod annotation > ServiceAccount annotation > default, pushing a warning for every
 /// value that had to be corrected or ignored. `None` when the role ARN is empty.
@@ -174,13 +186,54 @@ pub fn resolve(
         }
     };
 
+    let sts_endpoint = match sa.sts_endpoint.as_deref().map(str::trim) {
+        None | Some("") => cfg.sts_endpoint.clone(),
+        Some(e) => match check_endpoint(e) {
+            Ok(()) => Some(e.to_owned()),
+            Err(why) => {
+                warnings.push(format!(
+                    "{}={e:?} on ServiceAccount {sa_name} {why}: {}",
+                    keys.sts_endpoint,
+                    cfg.sts_endpoint
+                        .as_deref()
+                        .map_or("AWS_ENDPOINT_URL_STS not set".to_owned(), |d| format!(
+                            "using {d}"
+                        ))
+                ));
+                cfg.sts_endpoint.clone()
+            }
+        },
+    };
+
     Some(Identity {
         role_arn: role_arn.to_owned(),
         audience,
         expiration,
         region,
         regional_sts,
+        sts_endpoint,
+        session_name: cfg.role_session_name && session_name_fits(pod, warnings),
     })
+}
+
+/// Whether the pod's name fits `RoleSessionName` (pod names use only characters STS allows);
+/// a warning says why not. A `generateName` pod's name is not known yet: its prefix and the
+/// five characters the API server adds are judged.
+fn session_name_fits(pod: &PodView<'_>, warnings: &mut Vec<String>) -> bool {
+    let length = match (&pod.metadata.name, &pod.metadata.generate_name) {
+        (Some(name), _) if !name.is_empty() => name.len(),
+        (_, Some(prefix)) => prefix.len() + GENERATED_SUFFIX_LEN,
+        _ => 0,
+    };
+    if SESSION_NAME_LEN.contains(&length) {
+        return true;
+    }
+    warnings.push(format!(
+        "the pod's name is {length} characters long, outside the {}-{} STS allows for a role session name: AWS_ROLE_SESSION_NAME not set (the SDK picks one)",
+        SESSION_NAME_LEN.start(),
+        SESSION_NAME_LEN.end()
+    ));
+    false
 }
 
 /// `value` as a token lifetime, clamped to the Kubernetes bounds; `fallback` when it is not a
@@ -290,9 +343,71 @@ mod tests {
                 expiration: 86_400,
                 region: None,
                 regional_sts: false,
+                sts_endpoint: None,
+                session_name: false,
             }
         );
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn the_sts_endpoint_comes_from_the_service_account_or_the_flag() {
+        let cfg = InjectionConfig {
+            sts_endpoint: Some("https://sts.internal".into()),
+            ..InjectionConfig::default()
+        };
+        let resolve_with = |annotations: &[(&str, &str)]| {
+            let sa = sa(annotations);
+            let mut w = Vec::new();
+            let view: PodView = serde_json::from_str("{}").unwrap();
+            let id = resolve("ns/app", &sa, &view, &cfg, &mut w).unwrap();
+            (id.sts_endpoint, w)
+        };
+        assert_eq!(
+            resolve_with(&[("role-arn", ARN)]).0.as_deref(),
+            Some("https://sts.internal")
+        );
+        let own = resolve_with(&[("role-arn", ARN), ("sts-endpoint", "http://127.0.0.1:5000")]);
+        assert_eq!(own.0.as_deref(), Some("http://127.0.0.1:5000"));
+        let bad = resolve_with(&[("role-arn", ARN), ("sts-endpoint", "sts.internal")]);
+        assert_eq!(bad.0.as_deref(), Some("https://sts.internal"));
+        assert!(bad.1[0].contains("must start with https://"), "{:?}", bad.1);
+    }
+
+    #[test]
+    fn the_session_name_is_the_pods_when_it_fits_sts() {
+        let cfg = InjectionConfig {
+            role_session_name: true,
+            ..InjectionConfig::default()
+        };
+        let session = |metadata: &str| {
+            let sa = sa(&[("role-arn", ARN)]);
+            let text = format!("{{\"metadata\": {metadata}}}");
+            let view: PodView = serde_json::from_str(&text).unwrap();
+            let mut w = Vec::new();
+            let id = resolve("ns/app", &sa, &view, &cfg, &mut w).unwrap();
+            (id.session_name, w)
+        };
+        assert_eq!(session(r#"{"name": "web-1"}"#), (true, vec![]));
+        // 59 + the 5 characters the API server appends: exactly 64.
+        let prefix = "p".repeat(59);
+        assert!(session(&format!(r#"{{"generateName": "{prefix}"}}"#)).0);
+        let long = session(&format!(r#"{{"generateName": "{prefix}x"}}"#));
+        assert!(!long.0);
+        assert!(long.1[0].contains("65 characters long"), "{:?}", long.1);
+        assert!(
+            !session(r#"{"name": "a"}"#).0,
+            "one character is too short for STS"
+        );
+        let off = InjectionConfig::default();
+        let sa = sa(&[("role-arn", ARN)]);
+        let view: PodView = serde_json::from_str(r#"{"metadata": {"name": "web-1"}}"#).unwrap();
+        let mut w = Vec::new();
+        assert!(
+            !resolve("ns/app", &sa, &view, &off, &mut w)
+                .unwrap()
+                .session_name
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ const ENV_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 const ENV_REGION: &str = "AWS_REGION";
 const ENV_ROLE_ARN: &str = "AWS_ROLE_ARN";
 const ENV_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+const ENV_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
+const ENV_STS_ENDPOINT: &str = "AWS_ENDPOINT_URL_STS";
 
 /// What is known about the pod's ServiceAccount.
 #[derive(Debug, Clone, Copy)]
@@ -439,13 +441,18 @@ fn inject_env(
         }
     }
     let value = |(name, value): (&str, &str)| json!({ "name": name, "value": value });
-    push_adds(
-        at,
-        "env",
-        container.env.is_some(),
-        vars.into_iter().map(value),
-        ops,
-    );
+    let mut vars: Vec<Value> = vars.into_iter().map(value).collect();
+    // Opt-in additions, after the reference webhook's variables so their order is unchanged.
+    if identity.session_name && !defined(ENV_SESSION_NAME) {
+        vars.push(json!({"name": ENV_SESSION_NAME,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
+    }
+    if let Some(endpoint) = &identity.sts_endpoint
+        && !defined(ENV_STS_ENDPOINT)
+    {
+        vars.push(json!({"name": ENV_STS_ENDPOINT, "value": endpoint}));
+    }
+    push_adds(at, "env", container.env.is_some(), vars, ops);
 }
 
 fn inject_mount(

@@ -216,6 +216,8 @@ fn settings() -> InjectionSettings<'static> {
         token_mount_path: MOUNT,
         aws_default_region: None,
         sts_regional_endpoint: false,
+        sts_endpoint: None,
+        role_session_name: false,
     }
 }
 
@@ -743,5 +745,63 @@ fn a_misspelt_service_account_annotation_is_named_in_a_warning() {
     assert_eq!(
         SaAnnotations::from_annotations(&cfg, [("example.com/x", "y")]),
         None
+    );
+}
+
+#[test]
+fn opt_in_session_name_and_sts_endpoint_follow_the_reference_variables() {
+    let cfg = InjectionConfig::new(InjectionSettings {
+        sts_endpoint: Some("https://sts.internal"),
+        role_session_name: true,
+        ..settings()
+    })
+    .unwrap();
+    let annotated = sa(&[("role-arn", ARN)]);
+    let mut named = simple_pod();
+    named["metadata"]["name"] = json!("web-1");
+    let (pod, out) = run_with(&named, ServiceAccount::Found(Some(&annotated)), &cfg);
+    assert_eq!(out.decision, Decision::Mutated);
+    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ROLE_SESSION_NAME",
+            "AWS_ENDPOINT_URL_STS"
+        ]
+    );
+    assert_eq!(
+        env[2]["valueFrom"],
+        json!({"fieldRef": {"fieldPath": "metadata.name"}})
+    );
+    assert_eq!(env[3]["value"], "https://sts.internal");
+    // Idempotent, and a container's own values are kept.
+    let (again, out) = run_with(&pod, ServiceAccount::Found(Some(&annotated)), &cfg);
+    assert_eq!(out.decision, Decision::AlreadyMutated);
+    assert_eq!(again, pod);
+    let mut own = named.clone();
+    own["spec"]["containers"][0]["env"] = json!([
+        {"name": "AWS_ROLE_SESSION_NAME", "value": "mine"},
+        {"name": "AWS_ENDPOINT_URL_STS", "value": "http://mine"},
+    ]);
+    let (pod, _) = run_with(&own, ServiceAccount::Found(Some(&annotated)), &cfg);
+    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    assert_eq!(env.len(), 4);
+    assert_eq!(env[0]["value"], "mine");
+    assert_eq!(env[1]["value"], "http://mine");
+    // Off by default: nothing changes for AWS users.
+    let (pod, _) = run_with(
+        &simple_pod(),
+        ServiceAccount::Found(Some(&annotated)),
+        &InjectionConfig::default(),
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 }
