@@ -250,6 +250,7 @@ fn service_account() -> impl Strategy<Value = Option<Option<SaAnnotations>>> {
                 token_expiration: expiration.map(Into::into),
                 region: region.map(Into::into),
                 sts_endpoint: None,
+                clouds: None,
                 unknown: Box::new([]),
             },
         );

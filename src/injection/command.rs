@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::clouds::azure::{AzureSettings, authority_host};
+use super::clouds::gcp::GcpSettings;
 use super::config::{InjectionConfig, InjectionSettings, go_bool_flag};
 use super::inject::Injector;
 use super::manifest;
+use crate::error::ConfigError;
 
 /// Injection settings shared by `serve` and `inject`; names follow the reference webhook.
 #[derive(Debug, Args)]
@@ -48,6 +51,64 @@ pub struct InjectionArgs {
     /// left out, with a warning, when the name cannot fit STS's 64 characters.
     #[arg(long, env = "IRSA_ROLE_SESSION_NAME_FROM_POD")]
     role_session_name_from_pod: bool,
+    /// Azure tenant for ServiceAccounts without azure.workload.identity/tenant-id.
+    #[arg(long, env = "IRSA_AZURE_TENANT_ID")]
+    azure_tenant_id: Option<String>,
+    /// Azure cloud of AZURE_AUTHORITY_HOST: AzurePublicCloud, AzureUSGovernmentCloud or
+    /// AzureChinaCloud.
+    #[arg(
+        long,
+        env = "IRSA_AZURE_ENVIRONMENT",
+        default_value = "AzurePublicCloud"
+    )]
+    azure_environment: String,
+    /// Audience of Azure tokens.
+    #[arg(
+        long,
+        env = "IRSA_AZURE_TOKEN_AUDIENCE",
+        default_value = "api://AzureADTokenExchange"
+    )]
+    azure_token_audience: String,
+    /// Where the Azure token volume is mounted (azure-workload-identity's path; the AKS-managed
+    /// webhook uses /var/run/secrets/azure/wi/token).
+    #[arg(
+        long,
+        env = "IRSA_AZURE_TOKEN_MOUNT_PATH",
+        default_value = "/var/run/secrets/azure/tokens"
+    )]
+    azure_token_mount_path: String,
+    /// Where the Google Cloud token and credential configuration are mounted.
+    #[arg(
+        long,
+        env = "IRSA_GCP_TOKEN_MOUNT_PATH",
+        default_value = "/var/run/secrets/gcp/workload-identity"
+    )]
+    gcp_token_mount_path: String,
+}
+
+/// `value` trimmed, refused when empty.
+fn non_empty(value: &str, flag: &'static str) -> Result<String, ConfigError> {
+    match value.trim() {
+        "" => Err(ConfigError::Invalid {
+            flag,
+            value: value.to_owned(),
+            reason: "must not be empty",
+        }),
+        v => Ok(v.to_owned()),
+    }
+}
+
+/// An absolute path without a trailing slash.
+fn absolute(value: &str, flag: &'static str) -> Result<String, ConfigError> {
+    let path = value.trim_end_matches('/');
+    if !path.starts_with('/') || path.contains("//") || path.contains(':') {
+        return Err(ConfigError::Invalid {
+            flag,
+            value: value.to_owned(),
+            reason: "must be an absolute path without ':' or empty segments",
+        });
+    }
+    Ok(path.to_owned())
 }
 
 impl InjectionArgs {
@@ -63,6 +124,27 @@ impl InjectionArgs {
             sts_endpoint: self.sts_endpoint.as_deref(),
             role_session_name: self.role_session_name_from_pod,
         })?;
+        let mut cfg = cfg;
+        cfg.azure = AzureSettings {
+            tenant_id: self
+                .azure_tenant_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+            authority_host: authority_host(&self.azure_environment)
+                .ok_or_else(|| ConfigError::Invalid {
+                    flag: "--azure-environment",
+                    value: self.azure_environment.clone(),
+                    reason: "must be AzurePublicCloud, AzureUSGovernmentCloud or AzureChinaCloud",
+                })?
+                .to_owned(),
+            audience: non_empty(&self.azure_token_audience, "--azure-token-audience")?,
+            mount_path: absolute(&self.azure_token_mount_path, "--azure-token-mount-path")?,
+        };
+        cfg.gcp = GcpSettings {
+            mount_path: absolute(&self.gcp_token_mount_path, "--gcp-token-mount-path")?,
+        };
         for doubt in cfg.doubts() {
             tracing::warn!("{doubt}");
         }

@@ -1,6 +1,8 @@
 //! Injection settings, validated once at start-up and shared by `serve` and `inject`.
 
 use crate::error::ConfigError;
+use crate::injection::clouds::azure::AzureSettings;
+use crate::injection::clouds::gcp::GcpSettings;
 
 /// Kubernetes refuses projected tokens that live shorter than this (and AWS SDKs refresh early).
 pub const MIN_TOKEN_EXPIRATION: i64 = 600;
@@ -140,6 +142,10 @@ pub struct InjectionConfig {
     pub sts_endpoint: Option<String>,
     /// Whether `AWS_ROLE_SESSION_NAME` is set to the pod's name.
     pub role_session_name: bool,
+    /// Azure Workload Identity.
+    pub azure: AzureSettings,
+    /// Google Cloud Workload Identity Federation.
+    pub gcp: GcpSettings,
 }
 
 /// Unvalidated injection settings as given on the command line or in the environment.
@@ -218,6 +224,8 @@ impl InjectionConfig {
             regional_sts: s.sts_regional_endpoint,
             sts_endpoint,
             role_session_name: s.role_session_name,
+            azure: AzureSettings::default(),
+            gcp: GcpSettings::default(),
         })
     }
 

@@ -1,5 +1,7 @@
 //! Which AWS identity a pod gets: ServiceAccount and pod annotations resolved against the defaults.
 
+use crate::injection::clouds::azure::{self, AzureSa};
+use crate::injection::clouds::gcp::{self, GcpSa};
 use crate::injection::config::{
     InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, On, check_endpoint, is_region,
     parse_go_bool,
@@ -18,6 +20,8 @@ pub struct SaAnnotations {
     pub token_expiration: Option<Box<str>>,
     pub region: Option<Box<str>>,
     pub sts_endpoint: Option<Box<str>>,
+    /// Azure and Google Cloud annotations, boxed: most ServiceAccounts have none.
+    pub clouds: Option<Box<CloudAnnotations>>,
     /// Warnings about keys under our prefix this webhook does not read on a ServiceAccount.
     pub unknown: Box<[Box<str>]>,
 }
@@ -25,9 +29,32 @@ pub struct SaAnnotations {
 /// Most unknown keys of one ServiceAccount that are kept and warned about.
 const MAX_UNKNOWN_KEYS: usize = 5;
 
+/// The annotations of the other clouds' profiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloudAnnotations {
+    pub azure: AzureSa,
+    pub gcp: GcpSa,
+}
+
+impl CloudAnnotations {
+    /// The slot of `key`, if it is one of theirs.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Box<str>>> {
+        Some(match key {
+            azure::CLIENT_ID => &mut self.azure.client_id,
+            azure::TENANT_ID => &mut self.azure.tenant_id,
+            azure::EXPIRATION => &mut self.azure.expiration,
+            gcp::PROVIDER => &mut self.gcp.provider,
+            gcp::EMAIL => &mut self.gcp.email,
+            gcp::AUDIENCE => &mut self.gcp.audience,
+            gcp::EXPIRATION => &mut self.gcp.expiration,
+            _ => return None,
+        })
+    }
+}
+
 impl SaAnnotations {
-    /// Extracts the annotations; `None` when the ServiceAccount has neither a role-arn
-    /// annotation nor a key under our prefix that we do not know.
+    /// Extracts the annotations; `None` when the ServiceAccount has no role-arn annotation, no
+    /// other cloud's annotation and no key under our prefix that we do not know.
     pub fn from_annotations<'a>(
         cfg: &InjectionConfig,
         annotations: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -35,7 +62,14 @@ impl SaAnnotations {
         let keys = &cfg.keys;
         let mut found = Self::default();
         let mut unknown = Vec::new();
+        let mut clouds = CloudAnnotations::default();
+        let mut any_cloud = false;
         for (key, value) in annotations {
+            if let Some(slot) = clouds.slot(key) {
+                *slot = Some(value.into());
+                any_cloud = true;
+                continue;
+            }
             let slot = match key {
                 k if k == keys.role_arn => &mut found.role_arn,
                 k if k == keys.audience => &mut found.audience,
@@ -56,7 +90,8 @@ impl SaAnnotations {
         }
         unknown.sort_unstable();
         found.unknown = unknown.into_boxed_slice();
-        (found.role_arn.is_some() || !found.unknown.is_empty()).then_some(found)
+        found.clouds = any_cloud.then(|| Box::new(clouds));
+        (found.role_arn.is_some() || !found.unknown.is_empty() || any_cloud).then_some(found)
     }
 }
 

@@ -6,12 +6,13 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use json_patch::jsonptr::{PointerBuf, Token};
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{Patch, PatchOperation};
 use serde_json::{Value, json};
 
+use crate::injection::clouds::{self, azure, gcp};
 use crate::injection::config::{InjectionConfig, On, TOKEN_FILE, VOLUME_NAME};
 use crate::injection::identity::{self, Identity, SaAnnotations};
+use crate::injection::patch::{self, ContainerAt, push_adds};
 use crate::injection::pod::{Container, PodView};
 
 const ENV_REGIONAL_STS: &str = "AWS_STS_REGIONAL_ENDPOINTS";
@@ -99,6 +100,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// This outcome without its patch, as [`Decision::TooLarge`], its warnings kept.
+    fn withdrawn_all(self) -> Self {
+        Self {
+            decision: Decision::TooLarge,
+            patch: Patch(Vec::new()),
+            ..self
+        }
+    }
+
     /// This outcome without its patch or warnings, as [`Decision::TooLarge`] with `why`.
     pub fn withdrawn(self, why: String) -> Self {
         Self {
@@ -110,8 +120,51 @@ impl Outcome {
     }
 }
 
-/// Decides what to inject into `pod`, whose ServiceAccount is `sa_key` (`namespace/name`).
+/// Decides what to inject into `pod`, whose ServiceAccount is `sa_key` (`namespace/name`):
+/// AWS as the reference webhook does, then the other clouds the pod and its ServiceAccount ask
+/// for.
 pub fn mutate(
+    pod: &PodView<'_>,
+    sa_key: &str,
+    sa: ServiceAccount<'_>,
+    cfg: &InjectionConfig,
+) -> Outcome {
+    let mut outcome = mutate_aws(pod, sa_key, sa, cfg);
+    let clouds = match sa {
+        ServiceAccount::Found(Some(sa)) => sa.clouds.as_deref(),
+        _ => None,
+    };
+    let warnings = &mut outcome.warnings;
+    let injections = [
+        azure::injection(pod, clouds.map(|c| &c.azure), &cfg.azure, sa_key, warnings),
+        gcp::injection(pod, clouds.map(|c| &c.gcp), &cfg.gcp, sa_key, warnings),
+    ];
+    let wanted: Vec<_> = injections.into_iter().flatten().collect();
+    if wanted.is_empty() || outcome.decision == Decision::TooLarge {
+        return outcome;
+    }
+    if let Some(limit) = pod.exceeded_limits() {
+        warnings.push(format!(
+            "the pod has {limit}, beyond what the webhook patches: no cloud credentials injected"
+        ));
+        return outcome.withdrawn_all();
+    }
+    let before = outcome.patch.0.len();
+    let mut applied = false;
+    for injection in &wanted {
+        applied |= clouds::apply(pod, injection, &mut outcome.patch.0, &mut outcome.warnings);
+    }
+    outcome.decision = match (outcome.decision, outcome.patch.0.len() > before) {
+        (_, true) => Decision::Mutated,
+        (Decision::Mutated | Decision::AlreadyMutated, false) => outcome.decision,
+        (_, false) if applied => Decision::AlreadyMutated,
+        (decision, false) => decision,
+    };
+    outcome
+}
+
+/// The AWS injection, exactly as the reference webhook decides it.
+fn mutate_aws(
     pod: &PodView<'_>,
     sa_key: &str,
     sa: ServiceAccount<'_>,
@@ -380,28 +433,6 @@ fn csv_names(value: &str) -> impl Iterator<Item = Cow<'_, str>> {
     .filter(|n| !n.is_empty())
 }
 
-/// Where a container sits in the pod.
-struct ContainerAt {
-    list: &'static str,
-    index: usize,
-}
-
-impl ContainerAt {
-    /// `/spec/<list>/<index>/<field>`, with `/-` appended when `append`.
-    fn path(&self, field: &'static str, append: bool) -> PointerBuf {
-        let mut path = PointerBuf::from_tokens([
-            Token::from("spec"),
-            Token::from(self.list),
-            Token::from(self.index),
-            Token::from(field),
-        ]);
-        if append {
-            path.push_back("-");
-        }
-        path
-    }
-}
-
 fn inject_env(
     at: &ContainerAt,
     container: &Container<'_>,
@@ -490,28 +521,6 @@ fn inject_mount(
     );
 }
 
-/// Appends `items` to an existing array, or adds the array when the container has none.
-fn push_adds(
-    at: &ContainerAt,
-    field: &'static str,
-    exists: bool,
-    items: impl IntoIterator<Item = Value>,
-    ops: &mut Vec<PatchOperation>,
-) {
-    if exists {
-        ops.extend(
-            items
-                .into_iter()
-                .map(|value| add(at.path(field, true), value)),
-        );
-    } else {
-        let items: Vec<Value> = items.into_iter().collect();
-        if !items.is_empty() {
-            ops.push(add(at.path(field, false), Value::Array(items)));
-        }
-    }
-}
-
 fn add_volume(pod: &PodView<'_>, identity: &Identity) -> PatchOperation {
     let volume = json!({
         "name": VOLUME_NAME,
@@ -521,18 +530,7 @@ fn add_volume(pod: &PodView<'_>, identity: &Identity) -> PatchOperation {
             "path": TOKEN_FILE,
         }}]},
     });
-    if pod.spec.volumes.is_some() {
-        add(PointerBuf::from_tokens(["spec", "volumes", "-"]), volume)
-    } else {
-        add(
-            PointerBuf::from_tokens(["spec", "volumes"]),
-            json!([volume]),
-        )
-    }
-}
-
-fn add(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation { path, value })
+    patch::add_volume(pod.spec.volumes.is_some(), volume)
 }
 
 #[cfg(test)]
