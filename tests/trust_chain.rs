@@ -430,3 +430,189 @@ fn trust_policy_admits(
         Err(format!("{policy} does not admit {claims}"))
     }
 }
+
+const AZURE_CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+const AZURE_TENANT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+const GCP_PROVIDER: &str =
+    "projects/123456/locations/global/workloadIdentityPools/on-prem/providers/cluster-a";
+
+/// The injected volume `name`'s token source.
+fn token_of(pod: &Value, name: &str) -> (String, i64) {
+    let source = pod["spec"]["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == name))
+        .unwrap_or_else(|| panic!("no volume {name} in {pod}"))["projected"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s.get("serviceAccountToken"))
+        .unwrap()
+        .clone();
+    (
+        source["audience"].as_str().unwrap().to_owned(),
+        source["expirationSeconds"].as_i64().unwrap(),
+    )
+}
+
+/// Runs `script` with the virtualenv's Python and exactly `env`; any HTTP attempt goes to a
+/// closed local port, so nothing can leave the machine. Returns its JSON output.
+fn python(script: &str, env: &[(String, String)]) -> Value {
+    let venv = support::sts::venv();
+    let output = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", std::env::temp_dir())
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn azure_and_google_cloud_sdks_accept_what_the_webhook_injected() {
+    let Some(chain) = chain() else { return };
+    let _turn = SERIAL.lock().await;
+    let issuer = &chain.discovery.issuer;
+    let env = Env::new(&chain.cluster, "clouds", Registration::default()).await;
+    env.service_account(
+        "azure",
+        &[
+            ("azure.workload.identity/client-id", AZURE_CLIENT),
+            ("azure.workload.identity/tenant-id", AZURE_TENANT),
+        ],
+    )
+    .await;
+    env.service_account(
+        "gcp",
+        &[
+            ("cloud.google.com/workload-identity-provider", GCP_PROVIDER),
+            (
+                "cloud.google.com/service-account-email",
+                "app@demo.iam.gserviceaccount.com",
+            ),
+        ],
+    )
+    .await;
+    let relying_party = RelyingParty::discover(issuer, &chain.discovery.ca_pem).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Azure: the labelled pod, stored with the contract; its token verifies through our
+    // discovery documents; Azure's SDK builds its credential from the environment alone.
+    let mut azure_pod = pod("azure-app", "azure", &[]);
+    azure_pod["metadata"]["labels"] = json!({"azure.workload.identity/use": "true"});
+    let created = env.create(azure_pod).await;
+    assert!(created.warnings.is_empty(), "{:?}", created.warnings);
+    let (audience, expiration) = token_of(&created.pod, "azure-identity-token");
+    assert_eq!(
+        (audience.as_str(), expiration),
+        ("api://AzureADTokenExchange", 3600)
+    );
+    let token = request_token(
+        &env.client,
+        &env.ns,
+        "azure",
+        &created.pod,
+        &audience,
+        expiration,
+    )
+    .await;
+    let claims = relying_party.verify(&token, &audience);
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{}:azure", env.ns)
+    );
+    let token_file = dir.path().join("azure-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let vars: Vec<(String, String)> = created.pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let name = v["name"].as_str().unwrap().to_owned();
+            let value = match name.as_str() {
+                // Where this test wrote the token, instead of the mount.
+                "AZURE_FEDERATED_TOKEN_FILE" => token_file.display().to_string(),
+                _ => v["value"].as_str().unwrap().to_owned(),
+            };
+            (name, value)
+        })
+        .collect();
+    let seen = python(
+        "import json\n\
+         from azure.identity import WorkloadIdentityCredential\n\
+         c = WorkloadIdentityCredential()\n\
+         print(json.dumps({'authority': c._client._authority, 'tenant': c._client._tenant_id,\n\
+             'client': c._client._client_id, 'token': c._get_service_account_token()}))",
+        &vars,
+    );
+    assert_eq!(
+        seen,
+        json!({"authority": "https://login.microsoftonline.com", "tenant": AZURE_TENANT,
+            "client": AZURE_CLIENT, "token": token})
+    );
+
+    // Google Cloud: the credential configuration from the pod annotation, as the volume
+    // projects it, loaded by google-auth; the token for the provider verifies.
+    let created = env.create(pod("gcp-app", "gcp", &[])).await;
+    assert!(created.warnings.is_empty(), "{:?}", created.warnings);
+    let (audience, expiration) = token_of(&created.pod, "gcp-workload-identity");
+    assert_eq!(audience, format!("//iam.googleapis.com/{GCP_PROVIDER}"));
+    let token = request_token(
+        &env.client,
+        &env.ns,
+        "gcp",
+        &created.pod,
+        &audience,
+        expiration,
+    )
+    .await;
+    let claims = relying_party.verify(&token, &audience);
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{}:gcp", env.ns)
+    );
+    let mut config: Value = serde_json::from_str(
+        created.pod["metadata"]["annotations"]["cloud.google.com/external-credentials-json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["credential_source"]["file"],
+        "/var/run/secrets/gcp/workload-identity/token"
+    );
+    let token_file = dir.path().join("gcp-token");
+    std::fs::write(&token_file, &token).unwrap();
+    config["credential_source"]["file"] = json!(token_file.display().to_string());
+    let config_file = dir.path().join("credential-configuration.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let injected = created.pod["spec"]["containers"][0]["env"].clone();
+    assert_eq!(
+        injected,
+        json!([{"name": "GOOGLE_APPLICATION_CREDENTIALS",
+            "value": "/var/run/secrets/gcp/workload-identity/credential-configuration.json"}])
+    );
+    let seen = python(
+        "import json, os\n\
+         from google.auth import identity_pool\n\
+         c = identity_pool.Credentials.from_file(os.environ['CONFIG'])\n\
+         print(json.dumps({'audience': c.info['audience'], 'token_url': c.info['token_url'],\n\
+             'email': c.service_account_email, 'token': c.retrieve_subject_token(None)}))",
+        &[("CONFIG".into(), config_file.display().to_string())],
+    );
+    assert_eq!(
+        seen,
+        json!({"audience": format!("//iam.googleapis.com/{GCP_PROVIDER}"),
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "email": "app@demo.iam.gserviceaccount.com", "token": token})
+    );
+    env.cleanup().await;
+}
