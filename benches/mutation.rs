@@ -91,5 +91,60 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(mutation, benches);
+/// The same admission for an AWS, an Azure and a Google Cloud ServiceAccount: the clouds'
+/// profiles should cost about what AWS costs (within 10 %, see bench/README.md).
+fn by_cloud(c: &mut Criterion) {
+    let cfg = InjectionConfig::default();
+    let azure_review = REVIEW.replacen(
+        r#""labels":{"app.kubernetes.io/name""#,
+        r#""labels":{"azure.workload.identity/use":"true","app.kubernetes.io/name""#,
+        1,
+    );
+    let keys = |pairs: &[(&str, &str)]| {
+        SaAnnotations::from_annotations(&cfg, pairs.iter().copied()).expect("annotations kept")
+    };
+    let cases = [
+        ("aws", REVIEW.to_owned(), service_account()),
+        (
+            "azure",
+            azure_review,
+            keys(&[
+                (
+                    "azure.workload.identity/client-id",
+                    "11111111-2222-3333-4444-555555555555",
+                ),
+                (
+                    "azure.workload.identity/tenant-id",
+                    "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+                ),
+            ]),
+        ),
+        (
+            "gcp",
+            REVIEW.to_owned(),
+            keys(&[(
+                "cloud.google.com/workload-identity-provider",
+                "projects/123456/locations/global/workloadIdentityPools/on-prem/providers/cluster-a",
+            )]),
+        ),
+    ];
+    let mut group = c.benchmark_group("admission by cloud");
+    for (cloud, review, sa) in &cases {
+        let admit = |body: &[u8]| -> Vec<u8> {
+            let review = admission::parse(body).expect("a valid review");
+            let Target::PodCreate { namespace, pod } = &review.target else {
+                panic!("a pod CREATE")
+            };
+            let key = format!("{namespace}/{}", pod.service_account());
+            let outcome = mutate(pod, &key, ServiceAccount::Found(Some(sa)), &cfg);
+            assert_eq!(outcome.decision, Decision::Mutated, "{cloud}");
+            admission::respond(&review, Some(&outcome))
+        };
+        admit(review.as_bytes());
+        group.bench_function(*cloud, |b| b.iter(|| admit(black_box(review.as_bytes()))));
+    }
+    group.finish();
+}
+
+criterion_group!(mutation, benches, by_cloud);
 criterion_main!(mutation);
