@@ -54,19 +54,6 @@ fn chain() -> Option<&'static Chain> {
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The injected token volume's audience and lifetime.
-fn token_source(pod: &Value) -> (String, i64) {
-    let source = pod["spec"]["volumes"]
-        .as_array()
-        .and_then(|v| v.iter().find(|v| v["name"] == "aws-iam-token"))
-        .map(|v| &v["projected"]["sources"][0]["serviceAccountToken"])
-        .unwrap_or_else(|| panic!("no token volume in {pod}"));
-    (
-        source["audience"].as_str().unwrap().to_owned(),
-        source["expirationSeconds"].as_i64().unwrap(),
-    )
-}
-
 fn kid(token: &str) -> String {
     jsonwebtoken::decode_header(token)
         .unwrap()
@@ -105,7 +92,7 @@ async fn a_token_verifies_from_the_issuer_url_alone_also_across_a_key_rotation()
     )
     .await;
     let created = env.create(pod("holder", "app", &[])).await;
-    let (audience, expiration) = token_source(&created.pod);
+    let (audience, expiration) = token_of(&created.pod, "aws-iam-token");
     assert_eq!((audience.as_str(), expiration), ("sts.amazonaws.com", 3600));
     let mint = |client: kube::Client| {
         let (ns, pod, audience) = (env.ns.clone(), created.pod.clone(), audience.clone());
@@ -233,7 +220,7 @@ async fn an_unchanged_aws_sdk_gets_credentials_from_what_the_webhook_injected() 
     .await;
     let created = env.create(pod("sdk", "app", &[])).await;
     let container = &created.pod["spec"]["containers"][0];
-    let (audience, expiration) = token_source(&created.pod);
+    let (audience, expiration) = token_of(&created.pod, "aws-iam-token");
     let token = request_token(
         &env.client,
         &env.ns,
@@ -436,7 +423,7 @@ const AZURE_TENANT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 const GCP_PROVIDER: &str =
     "projects/123456/locations/global/workloadIdentityPools/on-prem/providers/cluster-a";
 
-/// The injected volume `name`'s token source.
+/// The audience and lifetime of the token in the injected volume `name`.
 fn token_of(pod: &Value, name: &str) -> (String, i64) {
     let source = pod["spec"]["volumes"]
         .as_array()
