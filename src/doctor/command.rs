@@ -15,7 +15,8 @@ use super::report::{Check, Report, Status};
 use super::webhook::{self, Target};
 use super::workload;
 use crate::discovery::source::ApiServer;
-use crate::injection::config::AnnotationKeys;
+use crate::injection::command::AnnotationArgs;
+use crate::injection::config::InjectionConfig;
 use crate::serving::kube_client;
 use crate::serving::probe::Roots;
 use crate::serving::server::runtime;
@@ -61,16 +62,9 @@ pub struct DoctorArgs {
     /// CA that IAM knows by thumbprint).
     #[arg(long, env = "IRSA_DOCTOR_CA_FILE")]
     ca_file: Option<PathBuf>,
-    /// Prefix of the ServiceAccount and pod annotations, as given to `serve`.
-    #[arg(
-        long,
-        env = "IRSA_ANNOTATION_PREFIX",
-        default_value = "eks.amazonaws.com"
-    )]
-    annotation_prefix: String,
-    /// Default token audience, as given to `serve`.
-    #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = "sts.amazonaws.com")]
-    token_audience: String,
+    /// The annotation prefix and default audience, as given to `serve`.
+    #[command(flatten)]
+    annotations: AnnotationArgs,
     /// The MutatingWebhookConfiguration to check (default: whichever intercepts the pod).
     #[arg(long, env = "IRSA_DOCTOR_WEBHOOK_CONFIG")]
     webhook_config: Option<String>,
@@ -107,7 +101,8 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
     let cluster =
         kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig").await?;
     let client = &cluster.client;
-    let keys = AnnotationKeys::new(&args.annotation_prefix);
+    let cfg = InjectionConfig::new(args.annotations.settings())?;
+    let keys = &cfg.keys;
     let mut report = Report::default();
     let limit = args.timeout;
 
@@ -118,8 +113,7 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
         &args.namespace,
         args.service_account.as_deref(),
         args.pod.as_deref(),
-        &keys,
-        &args.token_audience,
+        &cfg,
         &mut report,
     )
     .await;
@@ -156,7 +150,7 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
             let aws = iam::connect(limit).await;
             let (audience, role) = workload
                 .as_ref()
-                .map_or((args.token_audience.as_str(), None), |w| (w.audience.as_str(), w.role_arn.as_deref()));
+                .map_or((cfg.audience.as_str(), None), |w| (w.audience.as_str(), w.role_arn.as_deref()));
             iam::check(&aws, &api_side.issuer, audience, role, minted.as_ref(), public.as_ref(), &mut report).await;
         }
         (None, true) => report.push(Check::skip("role.trust", "the API server's issuer is unknown")),
@@ -189,7 +183,7 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
     )
     .await;
     if let Some(w) = &workload {
-        w.check_pod(client, &keys, selected.as_ref(), &mut report)
+        w.check_pod(client, keys, selected.as_ref(), &mut report)
             .await;
     }
     Ok(report)

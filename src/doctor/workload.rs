@@ -9,8 +9,9 @@ use kube::api::PostParams;
 
 use super::report::{Check, Report};
 use super::webhook::Selected;
+use crate::injection::config::InjectionConfig;
 use crate::injection::config::{AnnotationKeys, VOLUME_NAME, parse_go_bool};
-use crate::injection::identity::{MAX_ROLE_ARN_LEN, check_role_arn};
+use crate::injection::identity::{self, MAX_ROLE_ARN_LEN, check_role_arn};
 use crate::serving::errors::chain;
 
 /// The ServiceAccount (and pod) a run is about.
@@ -37,10 +38,10 @@ pub async fn load(
     namespace: &str,
     service_account: Option<&str>,
     pod: Option<&str>,
-    keys: &AnnotationKeys,
-    default_audience: &str,
+    cfg: &InjectionConfig,
     report: &mut Report,
 ) -> Option<Workload> {
+    let keys = &cfg.keys;
     let pod = match pod {
         None => None,
         Some(name) => {
@@ -88,12 +89,13 @@ pub async fn load(
     };
     let annotations = account.metadata.annotations.clone().unwrap_or_default();
     let role_arn = annotations.get(&keys.role_arn).map(|v| v.trim().to_owned());
-    let audience = annotations
-        .get(&keys.audience)
-        .map(|a| a.trim())
-        .filter(|a| !a.is_empty())
-        .unwrap_or(default_audience)
-        .to_owned();
+    // The webhook's own rule; a blank annotation is already shown by the admission warning.
+    let audience = identity::audience(
+        annotations.get(&keys.audience).map(String::as_str),
+        &name,
+        cfg,
+        &mut Vec::new(),
+    );
     role(
         namespace,
         &name,

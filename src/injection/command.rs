@@ -13,9 +13,9 @@ use super::inject::Injector;
 use super::manifest;
 use crate::error::ConfigError;
 
-/// Injection settings shared by `serve` and `inject`; names follow the reference webhook.
+/// The annotation prefix and default audience: what `serve`, `inject` and `doctor` must agree on.
 #[derive(Debug, Args)]
-pub struct InjectionArgs {
+pub struct AnnotationArgs {
     /// Prefix of the ServiceAccount and pod annotations.
     #[arg(
         long,
@@ -26,6 +26,24 @@ pub struct InjectionArgs {
     /// Default token audience.
     #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = "sts.amazonaws.com")]
     token_audience: String,
+}
+
+impl AnnotationArgs {
+    /// These two settings, the reference webhook's defaults for the rest.
+    pub fn settings(&self) -> InjectionSettings<'_> {
+        InjectionSettings {
+            annotation_prefix: &self.annotation_prefix,
+            token_audience: &self.token_audience,
+            ..InjectionSettings::default()
+        }
+    }
+}
+
+/// Injection settings shared by `serve` and `inject`; names follow the reference webhook.
+#[derive(Debug, Args)]
+pub struct InjectionArgs {
+    #[command(flatten)]
+    annotations: AnnotationArgs,
     /// Default token lifetime in seconds (600 to 4294967296).
     #[arg(long, env = "IRSA_TOKEN_EXPIRATION", default_value_t = 86_400)]
     token_expiration: i64,
@@ -114,17 +132,15 @@ fn absolute(value: &str, flag: &'static str) -> Result<String, ConfigError> {
 impl InjectionArgs {
     /// The validated settings; what is accepted but looks wrong is logged as a warning.
     pub fn config(&self) -> Result<InjectionConfig> {
-        let cfg = InjectionConfig::new(InjectionSettings {
-            annotation_prefix: &self.annotation_prefix,
-            token_audience: &self.token_audience,
+        let mut cfg = InjectionConfig::new(InjectionSettings {
             token_expiration: self.token_expiration,
             token_mount_path: &self.token_mount_path,
             aws_default_region: self.aws_default_region.as_deref(),
             sts_regional_endpoint: self.sts_regional_endpoint,
             sts_endpoint: self.sts_endpoint.as_deref(),
             role_session_name: self.role_session_name_from_pod,
+            ..self.annotations.settings()
         })?;
-        let mut cfg = cfg;
         cfg.azure = AzureSettings {
             tenant_id: self
                 .azure_tenant_id

@@ -252,10 +252,10 @@ impl InjectionConfig {
     }
 }
 
-impl Default for InjectionConfig {
+impl Default for InjectionSettings<'_> {
     /// The reference webhook's defaults, so EKS manifests work unchanged.
     fn default() -> Self {
-        Self::new(InjectionSettings {
+        Self {
             annotation_prefix: "eks.amazonaws.com",
             token_audience: "sts.amazonaws.com",
             token_expiration: 86_400,
@@ -264,8 +264,14 @@ impl Default for InjectionConfig {
             sts_regional_endpoint: false,
             sts_endpoint: None,
             role_session_name: false,
-        })
-        .expect("defaults are valid")
+        }
+    }
+}
+
+impl Default for InjectionConfig {
+    /// The reference webhook's defaults.
+    fn default() -> Self {
+        Self::new(InjectionSettings::default()).expect("defaults are valid")
     }
 }
 
@@ -335,16 +341,7 @@ mod tests {
     use super::*;
 
     fn settings() -> InjectionSettings<'static> {
-        InjectionSettings {
-            annotation_prefix: "eks.amazonaws.com",
-            token_audience: "sts.amazonaws.com",
-            token_expiration: 86_400,
-            token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
-            aws_default_region: None,
-            sts_regional_endpoint: false,
-            sts_endpoint: None,
-            role_session_name: false,
-        }
+        InjectionSettings::default()
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub struct Identity {
 }
 
 /// STS's bounds on `RoleSessionName`.
-pub const SESSION_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
+const SESSION_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
 /// Characters the API server appends to a pod's `generateName`.
 const GENERATED_SUFFIX_LEN: usize = 5;
 
@@ -167,17 +167,7 @@ pub fn resolve(
         ));
     }
 
-    let audience = match sa.audience.as_deref().map(str::trim) {
-        None => cfg.audience.clone(),
-        Some("") => {
-            warnings.push(format!(
-                "{} is empty on ServiceAccount {sa_name}: using {}",
-                keys.audience, cfg.audience
-            ));
-            cfg.audience.clone()
-        }
-        Some(a) => a.to_owned(),
-    };
+    let audience = audience(sa.audience.as_deref(), sa_name, cfg, warnings);
 
     // Pod, then ServiceAccount, then flag; an invalid value falls back to the next one.
     let from_sa = match sa.token_expiration.as_deref() {
@@ -269,6 +259,27 @@ fn session_name_fits(pod: &PodView<'_>, warnings: &mut Vec<String>) -> bool {
         SESSION_NAME_LEN.end()
     ));
     false
+}
+
+/// The token audience of a ServiceAccount's pods: its `audience` annotation (`annotation`), else
+/// the default, also when the annotation is blank (with a warning).
+pub fn audience(
+    annotation: Option<&str>,
+    sa_name: &str,
+    cfg: &InjectionConfig,
+    warnings: &mut Vec<String>,
+) -> String {
+    match annotation.map(str::trim) {
+        None => cfg.audience.clone(),
+        Some("") => {
+            warnings.push(format!(
+                "{} is empty on ServiceAccount {sa_name}: using {}",
+                cfg.keys.audience, cfg.audience
+            ));
+            cfg.audience.clone()
+        }
+        Some(a) => a.to_owned(),
+    }
 }
 
 /// `value` as a token lifetime, clamped to the Kubernetes bounds; `fallback` when it is not a

@@ -100,15 +100,6 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// This outcome without its patch, as [`Decision::TooLarge`], its warnings kept.
-    fn withdrawn_all(self) -> Self {
-        Self {
-            decision: Decision::TooLarge,
-            patch: Patch(Vec::new()),
-            ..self
-        }
-    }
-
     /// This outcome without its patch or warnings, as [`Decision::TooLarge`] with `why`.
     pub fn withdrawn(self, why: String) -> Self {
         Self {
@@ -147,7 +138,9 @@ pub fn mutate(
         warnings.push(format!(
             "the pod has {limit}, beyond what the webhook patches: no cloud credentials injected"
         ));
-        return outcome.withdrawn_all();
+        outcome.patch = Patch(Vec::new());
+        outcome.decision = Decision::TooLarge;
+        return outcome;
     }
     let before = outcome.patch.0.len();
     let mut applied = false;

@@ -210,14 +210,8 @@ fn region_from_flag_and_annotation() {
 
 fn settings() -> InjectionSettings<'static> {
     InjectionSettings {
-        annotation_prefix: "eks.amazonaws.com",
-        token_audience: "sts.amazonaws.com",
-        token_expiration: 86_400,
         token_mount_path: MOUNT,
-        aws_default_region: None,
-        sts_regional_endpoint: false,
-        sts_endpoint: None,
-        role_session_name: false,
+        ..InjectionSettings::default()
     }
 }
 
