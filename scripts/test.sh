@@ -30,7 +30,8 @@ bin_out=$(mktemp)
 venv_out=$(mktemp)
 tools_out=$(mktemp)
 terraform_out=$(mktemp)
-trap 'rm -f "$bin_out" "$venv_out" "$tools_out" "$terraform_out"' EXIT
+actionlint_out=$(mktemp)
+trap 'rm -f "$bin_out" "$venv_out" "$tools_out" "$terraform_out" "$actionlint_out"' EXIT
 say "control plane: tests/cluster/install.sh (background)"
 bash tests/cluster/install.sh >"$bin_out" &
 install_pid=$!
@@ -49,6 +50,12 @@ tools_pid=$!
 say "terraform: scripts/install-terraform.sh (background, after the chart tools)"
 (while kill -0 "$tools_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-terraform.sh) >"$terraform_out" &
 terraform_pid=$!
+# actionlint (and Debian's shellcheck) for tests/workflows.rs: the GitHub workflows cannot run
+# here, so they are linted; built once from the Go module proxy and cached, after terraform for
+# the same reason.
+say "actionlint: scripts/install-actionlint.sh (background, after terraform)"
+(while kill -0 "$terraform_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-actionlint.sh) >"$actionlint_out" &
+actionlint_pid=$!
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -74,6 +81,10 @@ wait "$terraform_pid" || die "scripts/install-terraform.sh failed (see above): p
 IRSA_TERRAFORM=$(tail -n 1 "$terraform_out")
 export IRSA_TERRAFORM
 [ -n "$IRSA_TERRAFORM" ] && [ -x "$IRSA_TERRAFORM" ] || die "scripts/install-terraform.sh printed no executable: '$IRSA_TERRAFORM'"
+wait "$actionlint_pid" || die "scripts/install-actionlint.sh failed (see above): Go and the Go module proxy (actionlint) and apt-get (shellcheck) are required"
+IRSA_ACTIONLINT=$(tail -n 1 "$actionlint_out")
+export IRSA_ACTIONLINT
+[ -n "$IRSA_ACTIONLINT" ] && [ -x "$IRSA_ACTIONLINT" ] || die "scripts/install-actionlint.sh printed no executable: '$IRSA_ACTIONLINT'"
 
 say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"
 cargo test --locked --all-targets
