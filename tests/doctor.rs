@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -86,11 +86,16 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The report of `doctor args` (JSON) and whether it exited 0.
 fn doctor(setup: &Setup, args: &[&str]) -> (bool, Vec<Value>) {
+    doctor_with(setup, &setup.cluster.kubeconfig, args)
+}
+
+/// The report of `doctor --kubeconfig kubeconfig args` (JSON) and whether it exited 0.
+fn doctor_with(setup: &Setup, kubeconfig: &Path, args: &[&str]) -> (bool, Vec<Value>) {
     let home = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
         .arg("doctor")
         .arg("--kubeconfig")
-        .arg(&setup.cluster.kubeconfig)
+        .arg(kubeconfig)
         .args(["--output", "json", "--timeout", "8s"])
         .args(args)
         .env_clear()
@@ -661,5 +666,190 @@ async fn pods_that_were_not_mutated_say_why() {
     env.unregister(&env.config_name).await;
     let (_, checks) = run("keyed");
     expect(&checks, "webhook.config", "fail", "");
+    env.cleanup().await;
+}
+
+/// The ids of `checks`, in order.
+fn ids(checks: &[Value]) -> Vec<&str> {
+    checks.iter().map(|c| c["id"].as_str().unwrap()).collect()
+}
+
+/// A kubeconfig that acts as ServiceAccount `ns/name` (impersonated by the admin), so requests
+/// are authorized exactly by what that ServiceAccount is granted.
+fn acting_as(setup: &Setup, ns: &str, name: &str, dir: &Path) -> PathBuf {
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(&setup.cluster.kubeconfig).unwrap();
+    for user in &mut kubeconfig.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            auth.impersonate = Some(format!("system:serviceaccount:{ns}:{name}"));
+        }
+    }
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_vec(&kubeconfig).unwrap()).unwrap();
+    path
+}
+
+/// ServiceAccount `runner` with what the chart's `helm test` grants: create pods, get the
+/// probe ServiceAccount `probe_sa`; nothing cluster-wide.
+async fn runner(env: &Env, probe_sa: &str) {
+    env.service_account("runner", &[]).await;
+    let roles: kube::Api<k8s_openapi::api::rbac::v1::Role> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    let role = json!({"metadata": {"name": "runner"}, "rules": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [probe_sa], "verbs": ["get"]},
+    ]});
+    roles
+        .create(&Default::default(), &serde_json::from_value(role).unwrap())
+        .await
+        .unwrap();
+    let bindings: kube::Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    let binding = json!({"metadata": {"name": "runner"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "runner"},
+        "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": env.ns}]});
+    bindings
+        .create(
+            &Default::default(),
+            &serde_json::from_value(binding).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn webhook_only_proves_the_webhook_mutates_a_pod_of_the_service_account() {
+    let Some(setup) = setup() else { return };
+    let _turn = SERIAL.lock().await;
+    let mut env = env(setup, "doctor-webhook-only").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = env.ns.clone();
+    let admin = setup.cluster.kubeconfig.clone();
+    let run = |kubeconfig: &Path, extra: &[&str]| {
+        let base = ["--webhook-only", "-n", &ns, "--service-account", "app"];
+        doctor_with(setup, kubeconfig, &[&base[..], extra].concat())
+    };
+
+    // Healthy, with the admin's view: the configuration, endpoint and certificate too, and
+    // nothing of the issuer, the public documents or AWS.
+    let (passed, checks) = run(&admin, &[]);
+    assert!(passed, "{}", pretty(&checks));
+    assert_eq!(
+        ids(&checks),
+        [
+            "role.arn",
+            "webhook.config",
+            "webhook.endpoints",
+            "webhook.certificate",
+            "webhook.dry-run"
+        ],
+        "{}",
+        pretty(&checks)
+    );
+    expect(
+        &checks,
+        "webhook.dry-run",
+        "ok",
+        &format!(
+            "a pod of {ns}/app created now (dry run) is mutated by {}/pods.irsa-webhook.e2e: aws-iam-token volume with audience \"sts.amazonaws.com\", AWS_ROLE_ARN={}, AWS_WEB_IDENTITY_TOKEN_FILE=/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+            env.config_name, setup.role
+        ),
+    );
+
+    // Only what the chart's helm test grants: the cluster-scoped reads are skipped, the dry
+    // run still proves the webhook.
+    runner(&env, "app").await;
+    let limited = acting_as(setup, &ns, "runner", dir.path());
+    let (passed, checks) = run(&limited, &[]);
+    assert!(passed, "{}", pretty(&checks));
+    assert_eq!(
+        ids(&checks),
+        ["role.arn", "webhook.config", "webhook.dry-run"],
+        "{}",
+        pretty(&checks)
+    );
+    expect(
+        &checks,
+        "webhook.config",
+        "skip",
+        "may not read MutatingWebhookConfigurations",
+    );
+    expect(
+        &checks,
+        "webhook.dry-run",
+        "ok",
+        "is mutated: aws-iam-token volume",
+    );
+    // ... and a ServiceAccount it may not read is named as such.
+    let (passed, checks) = doctor_with(
+        setup,
+        &limited,
+        &["--webhook-only", "-n", &ns, "--service-account", "probe"],
+    );
+    assert!(!passed);
+    expect(&checks, "serviceaccount", "fail", "forbidden");
+
+    // The webhook is down and failurePolicy is Ignore: the pod goes through unmutated.
+    env.webhook.stop();
+    let (passed, checks) = run(&admin, &[]);
+    assert!(!passed);
+    expect(
+        &checks,
+        "webhook.dry-run",
+        "fail",
+        "could not call the webhook and, with failurePolicy Ignore, let the pod through unmutated",
+    );
+    expect(
+        &checks,
+        "webhook.certificate",
+        "warn",
+        "cannot reach the webhook",
+    );
+    let (passed, checks) = run(&limited, &[]);
+    assert!(!passed);
+    expect(
+        &checks,
+        "webhook.dry-run",
+        "fail",
+        "either the webhook could not be called and its failurePolicy is Ignore",
+    );
+
+    // Right after an install the webhook may still be starting: --retry-for waits for it.
+    let retrying = std::thread::scope(|scope| {
+        let doctor = scope.spawn(|| run(&limited, &["--retry-for", "40s"]));
+        std::thread::sleep(Duration::from_secs(3));
+        env.webhook.restart();
+        doctor.join().unwrap()
+    });
+    let (passed, checks) = retrying;
+    assert!(passed, "{}", pretty(&checks));
+    expect(&checks, "webhook.dry-run", "ok", " attempts in ");
+
+    // failurePolicy Fail and a caBundle that does not trust the serving certificate: the API
+    // server's refusal is shown with what to do about it.
+    let stranger = irsa_webhook::certs::generate(&["x".into()], &[], 30).unwrap();
+    let url = format!("https://{}/mutate", env.webhook.addr);
+    env.register_url(
+        &env.config_name,
+        "Fail",
+        &url,
+        &stranger.ca_cert,
+        "IfNeeded",
+    )
+    .await;
+    env.wait_until("the untrusted caBundle to take effect", |created| {
+        created.status >= 400
+    })
+    .await;
+    let (passed, checks) = run(&limited, &[]);
+    assert!(!passed);
+    expect(&checks, "webhook.dry-run", "fail", "x509");
+    let dry_run = check(&checks, "webhook.dry-run");
+    assert!(
+        dry_run["fix"]
+            .as_str()
+            .unwrap()
+            .contains("caBundle does not trust"),
+        "{dry_run}"
+    );
     env.cleanup().await;
 }

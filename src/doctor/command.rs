@@ -1,5 +1,6 @@
 //! The `doctor` command: flags, and the checks run in the order STS meets them.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,10 +11,11 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 
 use super::chain::{self, Subject};
+use super::dry_run::{self, Expected, PROBE_LABEL};
 use super::iam;
 use super::report::{Check, Report, Status};
-use super::webhook::{self, Target};
-use super::workload;
+use super::webhook::{self, Target, Webhooks};
+use super::workload::{self, Workload};
 use crate::discovery::source::ApiServer;
 use crate::injection::command::AnnotationArgs;
 use crate::injection::config::InjectionConfig;
@@ -71,6 +73,24 @@ pub struct DoctorArgs {
     /// Longest wait for each request (API server, public issuer, AWS, webhook).
     #[arg(long, env = "IRSA_DOCTOR_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Check only that the webhook mutates pods of the ServiceAccount: the ServiceAccount, the
+    /// webhook configuration (when readable) and a server-side dry-run create of a probe pod.
+    /// Needs only `create` on pods and `get` on the ServiceAccount (the chart's `helm test`).
+    #[arg(long, env = "IRSA_DOCTOR_WEBHOOK_ONLY", conflicts_with_all = ["pod", "aws", "issuer_url"])]
+    webhook_only: bool,
+    /// With --webhook-only: repeat the dry run for up to this long while the probe pod is not
+    /// mutated (a webhook still starting right after `helm install`).
+    #[arg(long, env = "IRSA_DOCTOR_RETRY_FOR", default_value = "0s", value_parser = humantime::parse_duration, requires = "webhook_only")]
+    retry_for: Duration,
+    /// With --webhook-only: the probe pod's image. It is never pulled (the pod is not stored),
+    /// but admission policies may judge it.
+    #[arg(
+        long,
+        env = "IRSA_DOCTOR_PROBE_IMAGE",
+        default_value = "registry.k8s.io/pause:3.10",
+        requires = "webhook_only"
+    )]
+    probe_image: String,
 }
 
 /// Runs every check that the flags allow, prints the report, fails when a check failed.
@@ -102,6 +122,9 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
         kube_client::connect(args.kubeconfig.as_deref(), None, "pass --kubeconfig").await?;
     let client = &cluster.client;
     let cfg = InjectionConfig::new(args.annotations.settings())?;
+    if args.webhook_only {
+        return Ok(webhook_only(client, args, &cfg).await);
+    }
     let keys = &cfg.keys;
     let mut report = Report::default();
     let limit = args.timeout;
@@ -159,6 +182,26 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
             "no --aws: give it to check the IAM OIDC provider, client IDs and the role's trust policy",
         )),
     }
+    let pod_labels = workload
+        .as_ref()
+        .and_then(|w| w.pod.as_ref()?.metadata.labels.clone());
+    let webhooks = webhooks(client, args, pod_labels.as_ref(), &mut report).await;
+    if let Some(w) = &workload {
+        w.check_pod(client, keys, &webhooks, limit, &mut report)
+            .await;
+    }
+    Ok(report)
+}
+
+/// `webhook.config`, `webhook.endpoints` and `webhook.certificate` for a pod with `pod_labels`
+/// in the namespace.
+async fn webhooks(
+    client: &kube::Client,
+    args: &DoctorArgs,
+    pod_labels: Option<&BTreeMap<String, String>>,
+    report: &mut Report,
+) -> Webhooks {
+    // Unreadable with a namespaced Role: the selectors are then judged without them.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace_labels = namespaces
         .get_opt(&args.namespace)
@@ -166,25 +209,72 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
         .ok()
         .flatten()
         .map(|n| n.metadata.labels.unwrap_or_default());
-    let pod_labels = workload
-        .as_ref()
-        .and_then(|w| w.pod.as_ref()?.metadata.labels.clone());
     let target = Target {
         namespace: &args.namespace,
         namespace_labels: namespace_labels.as_ref(),
-        pod_labels: pod_labels.as_ref(),
+        pod_labels,
     };
-    let selected = webhook::check(
+    webhook::check(
         client,
         args.webhook_config.as_deref(),
         &target,
-        limit,
+        args.timeout,
+        report,
+    )
+    .await
+}
+
+/// `--webhook-only`: the ServiceAccount, the webhook (as far as this identity may read it) and
+/// `webhook.dry-run`; nothing of the issuer, the public documents or AWS.
+async fn webhook_only(client: &kube::Client, args: &DoctorArgs, cfg: &InjectionConfig) -> Report {
+    const ID: &str = "webhook.dry-run";
+    let mut report = Report::default();
+    let loaded = workload::load(
+        client,
+        &args.namespace,
+        args.service_account.as_deref(),
+        None,
+        cfg,
         &mut report,
     )
     .await;
-    if let Some(w) = &workload {
-        w.check_pod(client, keys, selected.as_ref(), &mut report)
-            .await;
-    }
-    Ok(report)
+    let Some(Workload {
+        service_account,
+        role_arn,
+        audience,
+        ..
+    }) = loaded
+    else {
+        report.push(Check::skip(ID, "no ServiceAccount to create a pod of"));
+        return report;
+    };
+    let Some(role_arn) = role_arn else {
+        report.push(Check::skip(
+            ID,
+            format!(
+                "ServiceAccount {service_account} has no role annotation: nothing would be injected"
+            ),
+        ));
+        return report;
+    };
+    let expected = Expected {
+        namespace: &args.namespace,
+        service_account: &service_account,
+        role_arn: &role_arn,
+        audience: &audience,
+    };
+    // First, so that a webhook still starting has the retry window to become ready before the
+    // configuration and endpoints are looked at.
+    let probed = dry_run::probe(
+        client,
+        &expected,
+        &args.probe_image,
+        args.timeout,
+        args.retry_for,
+    )
+    .await;
+    let labels = BTreeMap::from([(PROBE_LABEL.to_owned(), "true".to_owned())]);
+    let webhooks = webhooks(client, args, Some(&labels), &mut report).await;
+    report.push(dry_run::verdict(&probed, &expected, &webhooks));
+    report
 }

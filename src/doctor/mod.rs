@@ -6,6 +6,7 @@
 mod chain;
 pub mod command;
 mod compare;
+mod dry_run;
 mod iam;
 mod jwt;
 mod report;

@@ -1,5 +1,7 @@
 //! `webhook.*`: a MutatingWebhookConfiguration intercepts the pod's creation, has ready
 //! endpoints, and its `caBundle` trusts a serving certificate valid for the name it is called by.
+//! These reads are cluster-scoped or in the webhook's namespace: an identity that may not make
+//! them (a namespaced Role, as in the chart's `helm test`) gets `skip`, not `fail`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,24 +33,53 @@ pub struct Selected {
     pub webhook: MutatingWebhook,
 }
 
+impl Selected {
+    /// `config/webhook`, as messages name it.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.config, self.webhook.name)
+    }
+
+    /// The failure policy, with the API server's default.
+    pub fn failure_policy(&self) -> &str {
+        self.webhook.failure_policy.as_deref().unwrap_or("Fail")
+    }
+}
+
+/// What `webhook.config` found out about the pod's creation.
+pub enum Webhooks {
+    /// This webhook is called.
+    Selected(Box<Selected>),
+    /// No webhook is called (`webhook.config` failed, saying why).
+    NoneSelects,
+    /// The configurations could not be read (`webhook.config` was skipped or failed to read).
+    Unknown,
+}
+
 /// Days of validity left below which the serving certificate is worth a warning.
 const EXPIRY_WARNING_DAYS: i64 = 14;
 
-/// Runs `webhook.config`, `webhook.endpoints` and `webhook.certificate`; returns the webhook
-/// that intercepts the pod's creation, if any.
+/// Runs `webhook.config`, `webhook.endpoints` and `webhook.certificate`; returns what is known
+/// of the webhook that intercepts the pod's creation.
 pub async fn check(
     client: &kube::Client,
     name: Option<&str>,
     target: &Target<'_>,
     limit: Duration,
     report: &mut Report,
-) -> Option<Selected> {
-    let selected = config(client, name, target, report).await?;
-    let address = endpoints(client, &selected, report).await;
-    if let Some((addr, server_name)) = address {
-        certificate(&selected, &addr, &server_name, limit, report).await;
+) -> Webhooks {
+    let found = config(client, name, target, report).await;
+    if let Webhooks::Selected(selected) = &found {
+        let address = endpoints(client, selected, report).await;
+        if let Some((addr, server_name)) = address {
+            certificate(selected, &addr, &server_name, limit, report).await;
+        }
     }
-    Some(selected)
+    found
+}
+
+/// Whether the API server refused the request for lack of permission.
+fn forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 403)
 }
 
 async fn config(
@@ -56,7 +87,7 @@ async fn config(
     name: Option<&str>,
     target: &Target<'_>,
     report: &mut Report,
-) -> Option<Selected> {
+) -> Webhooks {
     const ID: &str = "webhook.config";
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let listed = match name {
@@ -65,13 +96,23 @@ async fn config(
     };
     let listed = match listed {
         Ok(listed) => listed,
+        Err(e) if forbidden(&e) => {
+            report.push(Check::skip(
+                ID,
+                format!(
+                    "this identity may not read MutatingWebhookConfigurations ({}); the webhook is judged by what it does to a pod",
+                    chain(&e)
+                ),
+            ));
+            return Webhooks::Unknown;
+        }
         Err(e) => {
             report.push(Check::fail(
                 ID,
                 format!("cannot read MutatingWebhookConfigurations: {}", chain(&e)),
-                "install the webhook (helm install irsa-webhook ./chart), or allow this identity to read mutatingwebhookconfigurations",
+                "install the webhook (helm install irsa-webhook ./chart), or check --webhook-config",
             ));
-            return None;
+            return Webhooks::Unknown;
         }
     };
     let intercepting: Vec<Selected> = listed
@@ -94,7 +135,7 @@ async fn config(
             "no MutatingWebhookConfiguration intercepts pod creation",
             "install the webhook (helm install irsa-webhook ./chart, or manifests/)",
         ));
-        return None;
+        return Webhooks::NoneSelects;
     }
     let empty = BTreeMap::new();
     let mut not_selecting = Vec::new();
@@ -108,22 +149,23 @@ async fn config(
             target.pod_labels.unwrap_or(&empty),
         );
         if namespace_ok && object_ok {
-            let policy = hook.failure_policy.as_deref().unwrap_or("Fail");
             report.push(Check::ok(
                 ID,
                 format!(
-                    "{}/{} intercepts pod creation in {} (failurePolicy {policy})",
-                    selected.config, hook.name, target.namespace
+                    "{} intercepts pod creation in {} (failurePolicy {})",
+                    selected.name(),
+                    target.namespace,
+                    selected.failure_policy()
                 ),
             ));
-            return Some(selected);
+            return Webhooks::Selected(Box::new(selected));
         }
         let which = if namespace_ok {
             "objectSelector does not select the pod"
         } else {
             "namespaceSelector does not select the namespace"
         };
-        not_selecting.push(format!("{}/{}: {which}", selected.config, hook.name));
+        not_selecting.push(format!("{}: {which}", selected.name()));
     }
     report.push(Check::fail(
         ID,
@@ -134,7 +176,7 @@ async fn config(
         ),
         "label the namespace (or pod) to match the webhook's selectors, or widen them in the chart's webhook.namespaceSelector",
     ));
-    None
+    Webhooks::NoneSelects
 }
 
 fn intercepts_pod_creation(webhook: &MutatingWebhook) -> bool {

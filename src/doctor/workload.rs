@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ServiceAccount};
 use kube::Api;
-use kube::api::PostParams;
 
+use super::dry_run;
 use super::report::{Check, Report};
-use super::webhook::Selected;
+use super::webhook::Webhooks;
 use crate::injection::config::InjectionConfig;
 use crate::injection::config::{AnnotationKeys, VOLUME_NAME, parse_go_bool};
 use crate::injection::identity::{self, MAX_ROLE_ARN_LEN, check_role_arn};
@@ -171,7 +173,8 @@ impl Workload {
         &self,
         client: &kube::Client,
         keys: &AnnotationKeys,
-        webhook: Option<&Selected>,
+        webhooks: &Webhooks,
+        limit: Duration,
         report: &mut Report,
     ) {
         let Some(pod) = &self.pod else {
@@ -211,7 +214,10 @@ impl Workload {
             token_file(name, &spec, report);
             return;
         }
-        report.push(self.why_not_mutated(client, pod, keys, webhook).await);
+        report.push(
+            self.why_not_mutated(client, pod, keys, webhooks, limit)
+                .await,
+        );
     }
 
     async fn why_not_mutated(
@@ -219,7 +225,8 @@ impl Workload {
         client: &kube::Client,
         pod: &Pod,
         keys: &AnnotationKeys,
-        webhook: Option<&Selected>,
+        webhooks: &Webhooks,
+        limit: Duration,
     ) -> Check {
         const ID: &str = "pod.mutated";
         let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -251,18 +258,21 @@ impl Workload {
                 ),
             );
         }
-        let Some(webhook) = webhook else {
-            return Check::fail(
-                ID,
-                format!(
-                    "pod {name} was not mutated: no webhook is called for it (see webhook.config)"
-                ),
-                format!("fix the webhook, then {restart}"),
-            );
+        let (selected, policy) = match webhooks {
+            Webhooks::Selected(s) => (s.name(), s.failure_policy().to_owned()),
+            Webhooks::NoneSelects => {
+                return Check::fail(
+                    ID,
+                    format!(
+                        "pod {name} was not mutated: no webhook is called for it (see webhook.config)"
+                    ),
+                    format!("fix the webhook, then {restart}"),
+                );
+            }
+            // The configurations are not readable here: judged by the dry run alone.
+            Webhooks::Unknown => ("the webhook".to_owned(), "unknown".to_owned()),
         };
-        let policy = webhook.webhook.failure_policy.as_deref().unwrap_or("Fail");
-        let selected = format!("{}/{}", webhook.config, webhook.webhook.name);
-        match self.mutated_now(client, pod).await {
+        match self.mutated_now(client, pod, limit).await {
             Ok(true) => {
                 let created = pod
                     .metadata
@@ -296,7 +306,12 @@ impl Workload {
     }
 
     /// Whether a copy of `pod` created now (server-side dry run) is mutated.
-    async fn mutated_now(&self, client: &kube::Client, pod: &Pod) -> Result<bool, String> {
+    async fn mutated_now(
+        &self,
+        client: &kube::Client,
+        pod: &Pod,
+        limit: Duration,
+    ) -> Result<bool, String> {
         let mut copy = Pod {
             spec: pod.spec.clone(),
             ..Pod::default()
@@ -307,16 +322,11 @@ impl Workload {
         if let Some(spec) = copy.spec.as_mut() {
             spec.node_name = None;
         }
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &self.namespace);
-        let params = PostParams {
-            dry_run: true,
-            field_manager: Some("irsa-webhook-doctor".into()),
-        };
-        let created = pods
-            .create(&params, &copy)
+        let created = dry_run::create(client, &self.namespace, &copy, limit)
             .await
-            .map_err(|e| format!("a dry-run copy could not be created: {}", chain(&e)))?;
+            .map_err(|e| format!("a dry-run copy could not be created: {}", e.message))?;
         Ok(created
+            .pod
             .spec
             .iter()
             .flat_map(|s| s.volumes.iter().flatten())
