@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver and etcd from the Go module proxy and cache them.
+# Build a real Kubernetes node and control plane (kube-apiserver, etcd, kubelet,
+# kube-controller-manager, kube-scheduler, kube-proxy, kubectl) from the Go module
+# proxy and cache them.
 #
 # Usage:   BIN=$(tests/cluster/install.sh)
 #          "$BIN/kube-apiserver" --version; "$BIN/etcd" --version
@@ -108,7 +110,13 @@ KEY=$(
 )
 BIN_DIR="$CACHE_DIR/bin/${KUBE_VERSION}-etcd${ETCD_VERSION}-${KEY}"
 
-have_binaries() { [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/etcd" ]; }
+KUBE_COMMANDS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
+have_binaries() {
+    local name
+    for name in "${KUBE_COMMANDS[@]}" etcd; do
+        [ -x "$BIN_DIR/$name" ] || return 1
+    done
+}
 
 # Fast path: nothing to do (no lock needed: binaries only ever appear by an
 # atomic rename of a complete file).
@@ -163,11 +171,16 @@ build() { # build NAME DIR PKG LDFLAGS
 }
 
 # Sequential on purpose: each build already uses every core.
+# kube-apiserver and etcd first: every end-to-end test needs them; the node's binaries share most
+# packages with kube-apiserver, so the Go build cache makes each of them cheaper.
 build kube-apiserver "$HERE/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
 build etcd "$HERE/etcd" go.etcd.io/etcd/server/v3 "$ETCD_LDFLAGS"
+for name in "${KUBE_COMMANDS[@]:1}"; do
+    build "$name" "$HERE/kube-apiserver" "k8s.io/kubernetes/cmd/$name" "$KUBE_LDFLAGS"
+done
 
 cat >"$BIN_DIR/.VERSIONS.tmp.$$" <<EOF
-kube-apiserver $KUBE_VERSION
+${KUBE_COMMANDS[*]} $KUBE_VERSION
 etcd $ETCD_VERSION
 $GO_VERSION_LINE
 EOF
