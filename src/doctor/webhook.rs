@@ -77,9 +77,12 @@ pub async fn check(
     found
 }
 
-/// Whether the API server refused the request for lack of permission.
-fn forbidden(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(status) if status.code == 403)
+/// The API server's message when it refused the request for lack of permission.
+fn forbidden(e: &kube::Error) -> Option<&str> {
+    match e {
+        kube::Error::Api(status) if status.code == 403 => Some(&status.message),
+        _ => None,
+    }
 }
 
 async fn config(
@@ -96,12 +99,11 @@ async fn config(
     };
     let listed = match listed {
         Ok(listed) => listed,
-        Err(e) if forbidden(&e) => {
+        Err(ref e) if let Some(said) = forbidden(e) => {
             report.push(Check::skip(
                 ID,
                 format!(
-                    "this identity may not read MutatingWebhookConfigurations ({}); the webhook is judged by what it does to a pod",
-                    chain(&e)
+                    "this identity may not read MutatingWebhookConfigurations ({said}); the webhook is judged by what it does to a pod"
                 ),
             ));
             return Webhooks::Unknown;
@@ -217,13 +219,12 @@ async fn endpoints(
     let listed = match slices.list(&ListParams::default().labels(&selector)).await {
         Ok(listed) => listed.items,
         Err(e) => {
+            let why = forbidden(&e).map_or_else(|| chain(&e), str::to_owned);
             report.push(Check::skip(
                 ID,
                 format!(
-                    "cannot read EndpointSlices of {}/{}: {}",
-                    service.namespace,
-                    service.name,
-                    chain(&e)
+                    "cannot read EndpointSlices of {}/{}: {why}",
+                    service.namespace, service.name,
                 ),
             ));
             return None;
