@@ -4,7 +4,8 @@
 # Usage:   scripts/render-manifests.sh [OUT_DIR]      (default: manifests/)
 #
 # Writes OUT_DIR/irsa-webhook.yaml: the irsa-system Namespace followed by
-#   helm template irsa-webhook chart --namespace irsa-system --kube-version $KUBE_VERSION
+#   helm template irsa-webhook chart --namespace irsa-system --kube-version $KUBE_VERSION \
+#       --set tests.enabled=false
 # The output depends only on the chart and the pinned helm (scripts/install-tools.sh), so it is
 # reproducible; tests/chart.rs renders into a temporary directory and fails when manifests/ is
 # out of date. Set HELM=/path/to/helm to use another helm binary.
@@ -40,7 +41,10 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/enforce-version: latest
 YAML
-    "$HELM" template "$RELEASE" chart --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION"
+    # No `helm test` hooks (nor the probe webhook entry they need): `kubectl apply` would run the
+    # test pod at once, before the webhook is up, and leave it behind.
+    "$HELM" template "$RELEASE" chart --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+        --set tests.enabled=false
 } >"$tmp"
 mv -f "$tmp" "$OUT/irsa-webhook.yaml"
 trap - EXIT

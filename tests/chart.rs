@@ -7,7 +7,10 @@
 //!   value set in namespaces that enforce the `restricted` Pod Security Standard, pods made from
 //!   the pod templates judged by PodSecurity admission, and a real `helm install` whose webhook
 //!   configuration, RBAC and ServiceAccount then mutate a pod, followed by `helm upgrade` (helm 3
-//!   and helm 4) that must keep the `caBundle` the webhook wrote, and `helm uninstall`.
+//!   and helm 4) that must keep the `caBundle` the webhook wrote, and `helm uninstall`;
+//! - `helm test` (helm 3 and 4) with the test pod's command run here as its ServiceAccount, in
+//!   place of a kubelet: it fails with the cause while no webhook answers, then passes and
+//!   cleans up.
 //!
 //! helm, kubeconform and the schemas come from scripts/install-tools.sh (cached), the control
 //! plane from tests/cluster/install.sh.
@@ -122,6 +125,20 @@ fn env_names(container: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether `object` is a `helm test` hook (`templates/tests/`).
+fn is_test_hook(object: &Value) -> bool {
+    object["metadata"]["annotations"]["helm.sh/hook"] == "test"
+}
+
+/// The objects a release holds: `helm get manifest` leaves hooks out, `helm template` does not.
+fn without_hooks(objects: &[Value]) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| o["metadata"]["annotations"]["helm.sh/hook"].is_null())
+        .cloned()
         .collect()
 }
 
@@ -244,6 +261,8 @@ fn bad_values_are_refused_with_a_message_that_names_the_fix() {
         ),
         (&["issuerUrl=http://oidc.example.com"], "issuerUrl"),
         (&["tailscale.hostnme=x"], "hostnme"),
+        (&["tests.retryFor=soon"], "retryFor"),
+        (&["tests.activeDeadlineSeconds=0"], "activeDeadlineSeconds"),
     ];
     for helm in Helm::ALL {
         for (set, expected) in cases {
@@ -346,9 +365,15 @@ fn manifests_are_rendered_from_the_chart_and_up_to_date() {
     );
     assert_same(
         &objects[1..],
-        &defaults(),
-        "manifests/ vs the chart's defaults",
+        &render(
+            "irsa-webhook",
+            "irsa-system",
+            "default",
+            &["tests.enabled=false"],
+        ),
+        "manifests/ vs the chart's defaults without `helm test`",
     );
+    assert!(!objects.iter().any(is_test_hook));
 }
 
 #[test]
@@ -356,7 +381,12 @@ fn webhook_configuration_follows_the_contract() {
     let rendered = defaults();
     let config = find(&rendered, "MutatingWebhookConfiguration", "irsa-webhook");
     let webhooks = config["webhooks"].as_array().unwrap();
-    assert_eq!(webhooks.len(), 1);
+    // The second entry is `helm test`'s (see helm_test_hooks_...).
+    let names: Vec<&str> = webhooks
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pods.irsa-webhook.io", "probe.irsa-webhook.io"]);
     let w = &webhooks[0];
     assert_eq!(
         w["rules"],
@@ -571,7 +601,8 @@ fn webhook_deployment_is_hardened_and_passes_every_setting_as_an_existing_env_va
 
 #[test]
 fn rbac_grants_only_what_each_mode_needs() {
-    let rendered = defaults();
+    // The webhook's own; `helm test`'s are checked in helm_test_hooks_...
+    let rendered = without_hooks(&defaults());
     let rules = |kind: &str, name: &str| find(&rendered, kind, name)["rules"].clone();
     assert_eq!(
         rules("ClusterRole", "irsa-webhook"),
@@ -607,7 +638,7 @@ fn rbac_grants_only_what_each_mode_needs() {
     // Certificates from cert-manager or a Secret: no access to Secrets or webhook
     // configurations at all.
     for set in ["cert-manager", "fail"] {
-        let rendered = render("irsa-webhook", "irsa-system", set, &[]);
+        let rendered = without_hooks(&render("irsa-webhook", "irsa-system", set, &[]));
         assert_eq!(
             all(&rendered, "ClusterRole").len() + all(&rendered, "Role").len(),
             1,
@@ -615,6 +646,217 @@ fn rbac_grants_only_what_each_mode_needs() {
             names(&rendered)
         );
     }
+}
+
+/// The label `irsa-webhook doctor --webhook-only` puts on its probe pods.
+const PROBE_LABEL: &str = "irsa-webhook.io/doctor-probe";
+
+#[test]
+fn helm_test_hooks_are_least_privilege_restricted_and_aim_at_the_release() {
+    let (release, ns) = ("hooks", "irsa-test-ns");
+    let rendered = render(
+        release,
+        ns,
+        "default",
+        &[
+            "annotationPrefix=irsa.example.com",
+            "tokenAudience=aud.example",
+            "image.repository=registry.example/irsa",
+            "image.tag=1.2.3",
+            "image.pullPolicy=Never",
+            "imagePullSecrets[0].name=regcred",
+        ],
+    );
+    let hooks: Vec<&Value> = rendered.iter().filter(|o| is_test_hook(o)).collect();
+    assert_eq!(
+        names(&hooks.iter().map(|&o| o.clone()).collect::<Vec<_>>()),
+        [
+            "ServiceAccount/hooks-irsa-webhook-test-probe",
+            "ServiceAccount/hooks-irsa-webhook-test",
+            "Role/hooks-irsa-webhook-test",
+            "RoleBinding/hooks-irsa-webhook-test",
+            "Pod/hooks-irsa-webhook-test",
+        ]
+    );
+    // Cleaned up before a rerun and after a pass; RBAC and ServiceAccounts exist before the pod.
+    let weight = |o: &Value| -> i32 {
+        o["metadata"]["annotations"]["helm.sh/hook-weight"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for pair in hooks.windows(2) {
+        assert!(weight(pair[0]) <= weight(pair[1]), "{}", describe(pair[1]));
+    }
+    assert!(weight(hooks[2]) > weight(hooks[1]) && weight(hooks[3]) > weight(hooks[2]));
+    assert!(weight(hooks[4]) > weight(hooks[3]));
+    for hook in &hooks {
+        assert_eq!(hook["metadata"]["namespace"], ns, "{}", describe(hook));
+        assert_eq!(
+            hook["metadata"]["annotations"]["helm.sh/hook-delete-policy"],
+            "before-hook-creation,hook-succeeded",
+            "{}",
+            describe(hook)
+        );
+    }
+
+    // The probe ServiceAccount: annotated with the chart's prefix and a role that cannot exist.
+    let probe = find(&rendered, "ServiceAccount", "hooks-irsa-webhook-test-probe");
+    assert_eq!(
+        probe["metadata"]["annotations"]["irsa.example.com/role-arn"],
+        "arn:aws:iam::111122223333:role/irsa-webhook-helm-test"
+    );
+    assert_eq!(probe["automountServiceAccountToken"], false);
+
+    // The runner may create pods (dry runs) and read the probe ServiceAccount, nothing else.
+    let role = find(&rendered, "Role", "hooks-irsa-webhook-test");
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["serviceaccounts"],
+             "resourceNames": ["hooks-irsa-webhook-test-probe"], "verbs": ["get"]},
+        ])
+    );
+    let binding = find(&rendered, "RoleBinding", "hooks-irsa-webhook-test");
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hooks-irsa-webhook-test"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "hooks-irsa-webhook-test", "namespace": ns}])
+    );
+    assert!(
+        !hooks
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding")
+    );
+
+    // The pod: the webhook's image, pulled the same way, restricted, bounded in time and size,
+    // running doctor against the probe ServiceAccount in the release namespace.
+    let pod = find(&rendered, "Pod", "hooks-irsa-webhook-test");
+    let deployment = find(&rendered, "Deployment", "hooks-irsa-webhook");
+    let webhook = container(deployment, "webhook");
+    let spec = &pod["spec"];
+    let doctor = &spec["containers"][0];
+    assert_eq!(spec["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(doctor["image"], "registry.example/irsa:1.2.3");
+    assert_eq!(doctor["image"], webhook["image"]);
+    assert_eq!(doctor["imagePullPolicy"], webhook["imagePullPolicy"]);
+    assert_eq!(
+        spec["imagePullSecrets"],
+        deployment["spec"]["template"]["spec"]["imagePullSecrets"]
+    );
+    assert_eq!(spec["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(spec["serviceAccountName"], "hooks-irsa-webhook-test");
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(spec["activeDeadlineSeconds"], 180);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(spec["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let hardening = &doctor["securityContext"];
+    assert_eq!(hardening["allowPrivilegeEscalation"], false);
+    assert_eq!(hardening["readOnlyRootFilesystem"], true);
+    assert_eq!(hardening["runAsNonRoot"], true);
+    assert_eq!(hardening["capabilities"], json!({"drop": ["ALL"]}));
+    assert_eq!(
+        doctor["resources"],
+        json!({"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}})
+    );
+    assert_eq!(
+        doctor["args"],
+        json!([
+            "doctor",
+            "--webhook-only",
+            "--namespace",
+            ns,
+            "--service-account",
+            "hooks-irsa-webhook-test-probe",
+            "--retry-for",
+            "60s",
+            "--probe-image",
+            "registry.example/irsa:1.2.3",
+        ])
+    );
+    assert_eq!(
+        env(doctor, "IRSA_ANNOTATION_PREFIX")["value"],
+        "irsa.example.com"
+    );
+    assert_eq!(env(doctor, "IRSA_TOKEN_AUDIENCE")["value"], "aud.example");
+    // Every flag the pod passes exists.
+    let doctor_flags: Vec<String> = helm::flags("doctor").into_iter().map(|f| f.long).collect();
+    for arg in doctor["args"].as_array().unwrap() {
+        let arg = arg.as_str().unwrap();
+        assert!(
+            !arg.starts_with("--") || doctor_flags.iter().any(|f| f == arg),
+            "doctor has no {arg}"
+        );
+    }
+    for name in env_names(doctor) {
+        assert!(
+            helm::flags("doctor")
+                .iter()
+                .any(|f| f.env.as_deref() == Some(name.as_str())),
+            "{name} is not an env var of `irsa-webhook doctor`"
+        );
+    }
+
+    // The release namespace is left out of the main entry; the probe entry sends exactly the
+    // doctor's probe pods there, the same way.
+    let config = find(
+        &rendered,
+        "MutatingWebhookConfiguration",
+        "hooks-irsa-webhook",
+    );
+    let (main, entry) = (&config["webhooks"][0], &config["webhooks"][1]);
+    assert_eq!(entry["name"], "probe.irsa-webhook.io");
+    assert_eq!(
+        entry["namespaceSelector"],
+        json!({"matchLabels": {"kubernetes.io/metadata.name": ns}})
+    );
+    assert_eq!(
+        entry["objectSelector"],
+        json!({"matchLabels": {PROBE_LABEL: "true"}})
+    );
+    for field in [
+        "clientConfig",
+        "rules",
+        "failurePolicy",
+        "reinvocationPolicy",
+        "sideEffects",
+        "timeoutSeconds",
+        "matchPolicy",
+        "admissionReviewVersions",
+    ] {
+        assert_eq!(entry[field], main[field], "{field}");
+    }
+
+    // Valid objects for kubeconform, hooks alone.
+    let stream: Vec<String> = hooks
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect();
+    let summary = helm::kubeconform(&stream.join("\n---\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        summary.contains("5 resources found parsing stdin - Valid: 5, Invalid: 0, Errors: 0"),
+        "{summary}"
+    );
+
+    // Off: no hook, and only the main webhook entry.
+    let off = render(release, ns, "default", &["tests.enabled=false"]);
+    assert!(!off.iter().any(is_test_hook), "{:?}", names(&off));
+    assert!(
+        !off.iter()
+            .any(|o| o["metadata"]["labels"]["app.kubernetes.io/component"] == "test")
+    );
+    let config = find(&off, "MutatingWebhookConfiguration", "hooks-irsa-webhook");
+    assert_eq!(config["webhooks"].as_array().unwrap().len(), 1);
+    assert_eq!(off.len(), rendered.len() - 5);
 }
 
 #[test]
@@ -1218,17 +1460,19 @@ async fn webhook_config(client: &kube::Client, name: &str) -> MutatingWebhookCon
     configs.get(name).await.unwrap()
 }
 
-/// Points the (only) webhook of configuration `name` at `url`, trusting `ca_pem` (or keeping
-/// the current caBundle when `None`), as if the API server could reach our test process.
+/// Points every webhook of configuration `name` (the chart's and `helm test`'s probe entry) at
+/// `url`, trusting `ca_pem` (or keeping the current caBundle when `None`), as if the API server
+/// could reach our test process.
 async fn point_at(client: &kube::Client, name: &str, url: &str, ca_pem: Option<&str>) {
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     for _ in 0..5 {
         let mut config = configs.get(name).await.unwrap();
-        let webhook = &mut config.webhooks.as_mut().unwrap()[0];
-        webhook.client_config.service = None;
-        webhook.client_config.url = Some(url.to_owned());
-        webhook.client_config.ca_bundle =
-            ca_pem.map(|p| k8s_openapi::ByteString(p.as_bytes().to_vec()));
+        for webhook in config.webhooks.iter_mut().flatten() {
+            webhook.client_config.service = None;
+            webhook.client_config.url = Some(url.to_owned());
+            webhook.client_config.ca_bundle =
+                ca_pem.map(|p| k8s_openapi::ByteString(p.as_bytes().to_vec()));
+        }
         match configs.replace(name, &PostParams::default(), &config).await {
             Ok(_) => return,
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
@@ -1238,14 +1482,32 @@ async fn point_at(client: &kube::Client, name: &str, url: &str, ca_pem: Option<&
     panic!("{name} kept changing");
 }
 
-/// Puts the configuration's clientConfig back to the chart's Service reference, keeping
+/// `irsa-webhook serve` with certificate files, talking to the API server as `kubeconfig` says,
+/// with every entry of configuration `name` pointed at it; stopped when dropped.
+async fn webhook_for(client: &kube::Client, name: &str, kubeconfig: &Path) -> support::Server {
+    let webhook = support::Server::start(
+        tempfile::tempdir().unwrap(),
+        &["--kubeconfig".to_owned(), kubeconfig.display().to_string()],
+    );
+    point_at(
+        client,
+        name,
+        &format!("https://{}/mutate", webhook.addr),
+        Some(&webhook.ca_pem),
+    )
+    .await;
+    webhook
+}
+
+/// Puts the configuration's clientConfigs back to the chart's Service reference, keeping
 /// whatever caBundle is there (as on a real cluster, where the webhook wrote it).
 async fn point_at_service(client: &kube::Client, name: &str, service: Value) {
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let mut config = configs.get(name).await.unwrap();
-    let webhook = &mut config.webhooks.as_mut().unwrap()[0];
-    webhook.client_config.url = None;
-    webhook.client_config.service = Some(serde_json::from_value(service).unwrap());
+    for webhook in config.webhooks.iter_mut().flatten() {
+        webhook.client_config.url = None;
+        webhook.client_config.service = Some(serde_json::from_value(service.clone()).unwrap());
+    }
     configs
         .replace(name, &PostParams::default(), &config)
         .await
@@ -1337,7 +1599,7 @@ async fn helm_install_in_a_restricted_namespace_mutates_pods_and_upgrades_keep_t
     let installed = objects(&manifest);
     assert_same(
         &installed,
-        &render(release, ns, "tailscale", &[]),
+        &without_hooks(&render(release, ns, "tailscale", &[])),
         "helm install vs helm template",
     );
     assert_eq!(installed.len(), 18, "{:?}", names(&installed));
@@ -1398,17 +1660,7 @@ async fn helm_install_in_a_restricted_namespace_mutates_pods_and_upgrades_keep_t
 
     {
         // 3a. Certificate files (support::Server), the installed configuration pointed at it.
-        let webhook = support::Server::start(
-            tempfile::tempdir().unwrap(),
-            &["--kubeconfig".to_owned(), kubeconfig.display().to_string()],
-        );
-        point_at(
-            &client,
-            fullname,
-            &format!("https://{}/mutate", webhook.addr),
-            Some(&webhook.ca_pem),
-        )
-        .await;
+        let _webhook = webhook_for(&client, fullname, &kubeconfig).await;
         wait_for_pod(
             &client,
             workload,
@@ -1615,6 +1867,225 @@ async fn helm_4_install_with_server_side_apply_keeps_the_ca_bundle_on_upgrade() 
         webhook_config(&client, fullname).await.webhooks.unwrap()[0].timeout_seconds,
         Some(7)
     );
+    helm_at(Helm::V4, &["uninstall", release], ns);
+    delete_namespace(&client, ns).await;
+}
+
+/// What one `helm test` run showed.
+struct TestRun {
+    /// helm's exit status was 0.
+    passed: bool,
+    /// helm's stdout and stderr.
+    helm: String,
+    /// The test pod's output: doctor's report.
+    report: String,
+}
+
+/// `helm test RELEASE`, playing the kubelet (the test API server has none): once helm has
+/// created the test pod, its container's command runs here (the chart's binary with the pod's
+/// args and env, authenticated as the pod's ServiceAccount) and its exit code becomes the pod's
+/// phase. `retry_for` replaces the pod's `--retry-for`.
+async fn helm_test(helm: Helm, release: &str, ns: &str, retry_for: &str) -> TestRun {
+    let cluster = cluster();
+    let client = cluster.client().await;
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let mut command = helm.command();
+    command
+        .args(["test", release, "--namespace", ns, "--kubeconfig"])
+        .args([&kubeconfig, "--timeout", "90s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+
+    // The new test pod (before-hook-creation has removed the last one).
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let name = format!("{release}-irsa-webhook-test");
+    let started = Instant::now();
+    let pod = loop {
+        if let Some(pod) = pods.get_opt(&name).await.unwrap() {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+            if pod.metadata.deletion_timestamp.is_none()
+                && !matches!(phase.as_deref(), Some("Succeeded" | "Failed"))
+            {
+                break pod;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "helm created no test pod: {:?}",
+            child.wait_with_output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let spec = pod.spec.unwrap();
+    let container = &spec.containers[0];
+    let mut args = container.args.clone().unwrap();
+    let at = args.iter().position(|a| a == "--retry-for").unwrap();
+    args[at + 1] = retry_for.to_owned();
+    let account = spec.service_account_name.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runner = dir.path().join("kubeconfig");
+    token_kubeconfig(
+        cluster,
+        &service_account_token(&client, ns, &account).await,
+        &runner,
+    );
+    let mut doctor = std::process::Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
+    doctor
+        .args(&args)
+        .arg("--kubeconfig")
+        .arg(&runner)
+        .env_clear()
+        .env("HOME", dir.path());
+    for var in container.env.iter().flatten() {
+        doctor.env(&var.name, var.value.as_deref().unwrap_or_default());
+    }
+    let output = doctor.output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    let phase = if output.status.success() {
+        "Succeeded"
+    } else {
+        "Failed"
+    };
+    pods.patch_status(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"status": {"phase": phase}})),
+    )
+    .await
+    .unwrap();
+
+    let output = child.wait_with_output().unwrap();
+    TestRun {
+        passed: output.status.success(),
+        helm: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        report,
+    }
+}
+
+#[tokio::test]
+async fn helm_test_fails_with_the_cause_until_the_webhook_mutates_then_passes_and_cleans_up() {
+    let cluster = cluster();
+    let client = cluster.client().await;
+    let ns = "chart-helm-test";
+    let (release, fullname) = ("chart-t", "chart-t-irsa-webhook");
+    restricted_namespace(&client, ns).await;
+    let chart = helm::chart().display().to_string();
+    let out = helm_at(Helm::V3, &["install", release, &chart], ns);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    // Helm 3 cannot show the logs of this test (--logs asks every hook for logs): its NOTES
+    // say so; Helm 4's suggest --logs.
+    assert!(
+        out.contains(&format!(
+            "  helm test {release} -n {ns}\n  kubectl -n {ns} logs {fullname}-test    (after a failure)\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("kubectl -n {ns} describe pod {fullname}-test")),
+        "{out}"
+    );
+    let out = helm_at(
+        Helm::V4,
+        &["upgrade", release, &chart, "--reuse-values"],
+        ns,
+    );
+    assert!(
+        out.contains(&format!("  helm test {release} -n {ns} --logs\n")),
+        "{out}"
+    );
+
+    // 1. No webhook pod answers behind the Service (an image that cannot be pulled, say): the
+    //    probe pod is created unmutated (failurePolicy Ignore) and the test fails, saying so.
+    let run = helm_test(Helm::V3, release, ns, "2s").await;
+    assert!(!run.passed, "{}\n{}", run.helm, run.report);
+    assert!(run.helm.contains("Phase:          Failed"), "{}", run.helm);
+    println!("{}", run.report);
+    assert!(
+        run.report.contains("\nFAIL webhook.dry-run ")
+            && run
+                .report
+                .contains("either the webhook could not be called and its failurePolicy is Ignore"),
+        "{}",
+        run.report
+    );
+    // Only what the runner may do: no cluster-wide read, so webhook.config is skipped.
+    assert!(
+        run.report.contains("\nskip webhook.config "),
+        "{}",
+        run.report
+    );
+    assert!(
+        run.report.contains(&format!(
+            "ok   role.arn         {ns}/{fullname}-test-probe is annotated with arn:aws:iam::111122223333:role/irsa-webhook-helm-test"
+        )),
+        "{}",
+        run.report
+    );
+    // A failed test keeps its pod for `kubectl logs` and `describe`.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    assert!(
+        pods.get_opt(&format!("{fullname}-test"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // 2. A webhook that answers (both entries pointed at this process): the test passes, with
+    //    Helm 4 this time, and its hooks are gone afterwards.
+    let _webhook = webhook_for(&client, fullname, &cluster.kubeconfig).await;
+    // The configuration takes effect within seconds: the retry covers it, as it covers a
+    // webhook still starting after `helm install`.
+    let run = helm_test(Helm::V4, release, ns, "30s").await;
+    println!("{}", run.report);
+    assert!(run.passed, "{}\n{}", run.helm, run.report);
+    assert!(
+        run.report.contains(&format!(
+            "\nok   webhook.dry-run  a pod of {ns}/{fullname}-test-probe created now (dry run) is mutated: aws-iam-token volume with audience \"sts.amazonaws.com\""
+        )),
+        "{}",
+        run.report
+    );
+    assert!(
+        run.report.ends_with(" 0 failed, 1 skipped\n"),
+        "{}",
+        run.report
+    );
+    for (kind, name) in [
+        ("Pod", format!("{fullname}-test")),
+        ("ServiceAccount", format!("{fullname}-test")),
+        ("ServiceAccount", format!("{fullname}-test-probe")),
+        ("Role", format!("{fullname}-test")),
+        ("RoleBinding", format!("{fullname}-test")),
+    ] {
+        let gone = match kind {
+            "Pod" => pods.get_opt(&name).await.unwrap().is_none(),
+            "ServiceAccount" => {
+                Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+                    .get_opt(&name)
+                    .await
+                    .unwrap()
+                    .is_none()
+            }
+            "Role" => Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), ns)
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none(),
+            _ => Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns)
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none(),
+        };
+        assert!(gone, "{kind}/{name} is still there after a passed test");
+    }
     helm_at(Helm::V4, &["uninstall", release], ns);
     delete_namespace(&client, ns).await;
 }

@@ -262,3 +262,31 @@ spec:
       {{- include "irsa-webhook.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
 {{- end }}
 {{- end }}
+
+{{/*
+How the API server calls the webhook, the same for every entry of the MutatingWebhookConfiguration.
+Call with (dict "root" $ "caBundle" ...).
+*/}}
+{{- define "irsa-webhook.webhookCall" -}}
+admissionReviewVersions: ["v1"]
+clientConfig:
+  service:
+    name: {{ include "irsa-webhook.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: /mutate
+    port: {{ .root.Values.service.port }}
+  {{- with .caBundle }}
+  caBundle: {{ . }}
+  {{- end }}
+rules:
+  - operations: ["CREATE"]
+    apiGroups: [""]
+    apiVersions: ["v1"]
+    resources: ["pods"]
+    scope: Namespaced
+failurePolicy: {{ .root.Values.webhook.failurePolicy }}
+reinvocationPolicy: {{ .root.Values.webhook.reinvocationPolicy }}
+sideEffects: None
+timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
+matchPolicy: Equivalent
+{{- end }}
