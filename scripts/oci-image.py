@@ -45,7 +45,7 @@ def split_spec(spec, flag, parts):
     if not parts[0] <= len(fields) <= parts[1] or not all(fields[: parts[0]]):
         raise ImageError(f"{flag} {spec!r}: expected {parts[0]} to {parts[1]} ':'-separated fields")
     mode = None
-    if len(fields) == parts[1]:
+    if parts[1] > parts[0] and len(fields) == parts[1]:
         try:
             mode = int(fields[-1], 8)
         except ValueError:

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::free_port;
 
 /// Where the control-plane binaries are: `$IRSA_BIN_DIR`, else what `install.sh` prints.
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("IRSA_BIN_DIR") {
         return PathBuf::from(dir);
     }

@@ -313,6 +313,7 @@ pub mod discovery;
 pub mod e2e;
 pub mod helm;
 pub mod issuer;
+pub mod node;
 pub mod sidecar;
 pub mod sts;
 pub mod tokens;

@@ -78,8 +78,14 @@ pub struct Recorded {
 }
 
 impl Moto {
-    /// Starts `moto_server` from `venv` and waits until it answers.
+    /// Starts `moto_server` from `venv` on loopback and waits until it answers.
     pub fn start(venv: &Path) -> Self {
+        Self::start_on(venv, [127, 0, 0, 1].into())
+    }
+
+    /// Starts `moto_server` listening on `host` (an address of this machine, such as a real
+    /// node's, where pods reach it) and waits until it answers.
+    pub fn start_on(venv: &Path, host: std::net::IpAddr) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("irsa-moto-")
             .tempdir()
@@ -96,12 +102,12 @@ impl Moto {
             format!("MOTO_RECORDER_FILEPATH={}", recording.display()),
             venv.join("bin/moto_server").display().to_string(),
             "-H".into(),
-            "127.0.0.1".into(),
+            host.to_string(),
             "-p".into(),
             port.to_string(),
         ];
         let process = Guarded::spawn(Path::new("/usr/bin/env"), &args, &log, Some(&dir));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from((host, port));
         let started = Instant::now();
         while !matches!(http_get(addr, "/moto-api/"), Ok((200, _))) {
             assert!(

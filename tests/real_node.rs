@@ -1,0 +1,446 @@
+//! The project as its users run it, on a real node (`tests/cluster/node/node.sh`): the image
+//! built by `scripts/build-image.sh` and imported into containerd, the chart installed with
+//! helm into a namespace that enforces the `restricted` Pod Security level, an unchanged
+//! Deployment whose pod reads a kubelet-projected token and gets its role from STS (moto) with
+//! the AWS CLI, the chart's discovery server serving the keys that verify that token, a rolling
+//! restart of the webhook under `failurePolicy: Fail`, and `helm test`.
+//!
+//! Everything stays on this machine: pods live in network namespaces on a bridge made by the
+//! node, reach the host only at the node's address (moto listens there), and have no default
+//! route. One test, in steps, because the steps build on each other and there is one node.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::helm::{Helm, chart};
+use support::node::Node;
+use support::sts::{ACCOUNT, Moto};
+
+const NS: &str = "irsa-system";
+const APPS: &str = "apps";
+const RELEASE: &str = "irsa";
+const ROLE: &str = "node-app";
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `localhost/irsa-webhook:dev` from the binary these tests were built with.
+fn webhook_image(dir: &Path) -> PathBuf {
+    let output = dir.join("irsa-webhook-image.tar");
+    let status = std::process::Command::new("bash")
+        .arg(support::helm::repo().join("scripts/build-image.sh"))
+        .args(["--binary", env!("CARGO_BIN_EXE_irsa-webhook"), "--output"])
+        .arg(&output)
+        .status()
+        .expect("cannot run scripts/build-image.sh");
+    assert!(status.success(), "scripts/build-image.sh failed");
+    output
+}
+
+fn helm(node: &Node, args: &[&str]) -> Result<String, String> {
+    let mut command = Helm::V3.command();
+    command
+        .arg(format!("--kubeconfig={}", node.kubeconfig.display()))
+        .args(args);
+    support::run(command, None)
+}
+
+/// The pods of `selector` in `namespace` once `count` of them are Running and Ready.
+fn ready_pods(node: &Node, namespace: &str, selector: &str, count: usize) -> Vec<Value> {
+    node.wait(
+        &format!("{count} ready pods {selector} in {namespace}"),
+        LIMIT,
+        || {
+            let list = node.json(&["get", "pods", "-n", namespace, "-l", selector]);
+            let ready: Vec<Value> = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| {
+                    p["metadata"]["deletionTimestamp"].is_null()
+                        && p["status"]["phase"] == "Running"
+                        && p["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                })
+                .cloned()
+                .collect();
+            (ready.len() == count).then_some(ready)
+        },
+    )
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn exec(node: &Node, namespace: &str, pod: &str, script: &str) -> String {
+    node.kubectl(&["exec", "-n", namespace, pod, "--", "sh", "-c", script])
+        .unwrap_or_else(|e| panic!("in pod {namespace}/{pod}: {e}"))
+}
+
+#[test]
+fn the_chart_runs_on_a_real_node_and_an_unchanged_pod_gets_its_role() {
+    let work = tempfile::tempdir().unwrap();
+    let image = webhook_image(work.path());
+    let mut node = Node::start(&[&image]);
+
+    // -- The chart, installed as a user would, into a namespace enforcing `restricted`.
+    node.kubectl(&["create", "namespace", NS]).unwrap();
+    node.kubectl(&[
+        "label",
+        "namespace",
+        NS,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])
+    .unwrap();
+    let chart = chart();
+    let issuer = node.api_url.clone();
+    let values = [
+        "image.repository=localhost/irsa-webhook".to_owned(),
+        "image.tag=dev".into(),
+        "image.pullPolicy=Never".into(),
+        "awsDefaultRegion=us-east-1".into(),
+        "discovery.enabled=true".into(),
+        format!("discovery.issuerUrl={issuer}"),
+    ];
+    let mut install = vec![
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "-n",
+        NS,
+        "--wait",
+        "--timeout",
+        "180s",
+    ];
+    for value in &values {
+        install.extend(["--set", value]);
+    }
+    helm(&node, &install).unwrap_or_else(|e| panic!("helm install: {e}"));
+
+    let webhooks = ready_pods(&node, NS, "app.kubernetes.io/component=webhook", 2);
+    for pod in &webhooks {
+        let spec = &pod["spec"];
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{spec}");
+        let container = &spec["containers"][0];
+        assert_eq!(container["image"], "localhost/irsa-webhook:dev");
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+    }
+    let pdb = node.json(&["get", "poddisruptionbudget", "-n", NS]);
+    assert_eq!(
+        pdb["items"].as_array().unwrap().len(),
+        2,
+        "webhook and discovery PDBs: {pdb}"
+    );
+    let config = node.json(&[
+        "get",
+        "mutatingwebhookconfiguration",
+        &format!("{RELEASE}-irsa-webhook"),
+    ]);
+    let ca_bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        !ca_bundle.is_empty(),
+        "the self-managed caBundle is written: {config}"
+    );
+
+    // -- STS (moto) where pods reach it: on the node's address, never on 127.0.0.1.
+    let moto = Moto::start_on(&support::sts::venv(), node.ip.parse().unwrap());
+    let role_arn = moto.admin(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        ROLE,
+        "--assume-role-policy-document",
+        &json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{}", issuer.trim_start_matches("https://"))},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {format!("{}:sub", issuer.trim_start_matches("https://")): format!("system:serviceaccount:{APPS}:app")}}
+            }]
+        })
+        .to_string(),
+    ])["Role"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // -- An annotated ServiceAccount and an unchanged Deployment (only the test's STS endpoint).
+    node.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {APPS}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: {APPS}
+  annotations:
+    eks.amazonaws.com/role-arn: {role_arn}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: app, namespace: {APPS}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: app}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec:
+      serviceAccountName: app
+      containers:
+      - name: app
+        image: localhost/aws-cli:dev
+        imagePullPolicy: Never
+        env:
+        - {{name: AWS_ENDPOINT_URL_STS, value: "{}"}}
+"#,
+        moto.endpoint
+    ));
+    let app = ready_pods(&node, APPS, "app=app", 1).remove(0);
+    let pod = app["metadata"]["name"].as_str().unwrap().to_owned();
+    let env = exec(&node, APPS, &pod, "env");
+    assert!(env.contains(&format!("AWS_ROLE_ARN={role_arn}")), "{env}");
+    let token = exec(&node, APPS, &pod, "cat \"$AWS_WEB_IDENTITY_TOKEN_FILE\"");
+    let claims = claims(token.trim());
+    assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]), "{claims}");
+    assert_eq!(claims["sub"], format!("system:serviceaccount:{APPS}:app"));
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], pod.as_str());
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        app["metadata"]["uid"]
+    );
+    assert_eq!(claims["kubernetes.io"]["node"]["name"], "irsa-node");
+    assert_eq!(claims["iss"], issuer.as_str());
+
+    let identity: Value = serde_json::from_str(&exec(
+        &node,
+        APPS,
+        &pod,
+        "aws sts get-caller-identity --output json",
+    ))
+    .unwrap();
+    let arn = identity["Arn"].as_str().unwrap();
+    assert!(
+        arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/")),
+        "the AWS CLI in the pod assumed the role: {identity}"
+    );
+    let assumed = moto.requests("AssumeRoleWithWebIdentity");
+    let call = assumed
+        .last()
+        .expect("the pod called AssumeRoleWithWebIdentity");
+    assert_eq!(call.form["RoleArn"], role_arn);
+    assert_eq!(
+        call.form["WebIdentityToken"],
+        token.trim(),
+        "the kubelet's token reached STS"
+    );
+
+    // -- The chart's discovery server publishes the keys that verify that token (moto does
+    //    not verify tokens; STS would).
+    let discovery = ready_pods(&node, NS, "app.kubernetes.io/component=discovery", 2);
+    let ip = discovery[0]["status"]["podIP"].as_str().unwrap();
+    let document: Value = serde_json::from_str(
+        &support::http_get(
+            format!("{ip}:8080").parse().unwrap(),
+            "/.well-known/openid-configuration",
+        )
+        .map(|(status, body)| {
+            assert_eq!(status, 200, "{body}");
+            body
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(document["issuer"], issuer.as_str());
+    let jwks_path = document["jwks_uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(issuer.as_str())
+        .expect("jwks_uri on the issuer")
+        .to_owned();
+    let (status, jwks) =
+        support::http_get(format!("{ip}:8080").parse().unwrap(), &jwks_path).unwrap();
+    assert_eq!(status, 200, "{jwks}");
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks).unwrap();
+    let verified = support::tokens::verify(token.trim(), &jwks, &issuer, "sts.amazonaws.com");
+    assert_eq!(verified["sub"], claims["sub"]);
+
+    // -- helm test: the chart's own hook proves mutation right after install.
+    let tested = helm(&node, &["test", RELEASE, "-n", NS, "--timeout", "120s"])
+        .unwrap_or_else(|e| panic!("helm test: {e}"));
+    assert!(
+        tested.contains("Phase:          Succeeded") || tested.contains("Succeeded"),
+        "{tested}"
+    );
+
+    rolling_restart_loses_no_pod(&node, &values);
+    helm_test_names_a_missing_image(&node, &values);
+    node.stop();
+}
+
+/// Pods created without pause through a rolling restart of the webhook under
+/// `failurePolicy: Fail`: none refused, every one mutated.
+fn rolling_restart_loses_no_pod(node: &Node, values: &[String]) {
+    let mut upgrade = vec![
+        "upgrade".to_owned(),
+        RELEASE.into(),
+        chart().to_str().unwrap().to_owned(),
+        "-n".into(),
+        NS.into(),
+        "--wait".into(),
+        "--set".into(),
+        "webhook.failurePolicy=Fail".into(),
+    ];
+    for value in values {
+        upgrade.extend(["--set".into(), value.clone()]);
+    }
+    let upgrade: Vec<&str> = upgrade.iter().map(String::as_str).collect();
+    helm(node, &upgrade).unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+    ready_pods(node, NS, "app.kubernetes.io/component=webhook", 2);
+
+    let restarting = Arc::new(AtomicBool::new(true));
+    let creator = {
+        let restarting = restarting.clone();
+        let kubeconfig = node.kubeconfig.clone();
+        std::thread::spawn(move || {
+            support::cluster::block_on(async move {
+                let config = kube::Config::from_custom_kubeconfig(
+                    kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+                let client = kube::Client::try_from(config).unwrap();
+                let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                    kube::Api::namespaced(client, APPS);
+                let (mut created, mut failures) = (0, Vec::new());
+                let mut i = 0;
+                while restarting.load(Ordering::SeqCst) || i < 20 {
+                    i += 1;
+                    // Never scheduled: admission is what is tested, not the node's capacity.
+                    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+                        "metadata": {"name": format!("during-restart-{i}"), "labels": {"test": "restart"}},
+                        "spec": {
+                            "serviceAccountName": "app",
+                            "nodeSelector": {"irsa-webhook.test/never": "true"},
+                            "containers": [{"name": "app", "image": "localhost/aws-cli:dev", "imagePullPolicy": "Never"}]
+                        }
+                    }))
+                    .unwrap();
+                    match pods.create(&Default::default(), &pod).await {
+                        Ok(made) => {
+                            created += 1;
+                            let mutated = made
+                                .spec
+                                .as_ref()
+                                .unwrap()
+                                .volumes
+                                .iter()
+                                .flatten()
+                                .any(|v| v.name == "aws-iam-token");
+                            if !mutated {
+                                failures
+                                    .push(format!("{}: not mutated", made.metadata.name.unwrap()));
+                            }
+                        }
+                        Err(e) => failures.push(format!("create {i}: {e}")),
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (created, failures)
+            })
+        })
+    };
+    let started = Instant::now();
+    node.kubectl(&[
+        "rollout",
+        "restart",
+        "deployment",
+        "-n",
+        NS,
+        &format!("{RELEASE}-irsa-webhook"),
+    ])
+    .unwrap();
+    node.kubectl(&[
+        "rollout",
+        "status",
+        "deployment",
+        "-n",
+        NS,
+        &format!("{RELEASE}-irsa-webhook"),
+        "--timeout=180s",
+    ])
+    .unwrap_or_else(|e| panic!("rollout: {e}"));
+    let restart = started.elapsed();
+    restarting.store(false, Ordering::SeqCst);
+    let (created, failures) = creator.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "during a {restart:?} rolling restart: {failures:#?}"
+    );
+    assert!(
+        created >= 40,
+        "only {created} pods were created during the restart"
+    );
+    eprintln!("rolling restart in {restart:?}: {created} pods created, all mutated");
+    node.kubectl(&[
+        "delete",
+        "pods",
+        "-n",
+        APPS,
+        "-l",
+        "test=restart",
+        "--wait=false",
+    ])
+    .unwrap();
+}
+
+/// With an image that is not on the node, `helm test` fails and the test pod says why.
+fn helm_test_names_a_missing_image(node: &Node, values: &[String]) {
+    let mut upgrade = vec![
+        "upgrade".to_owned(),
+        RELEASE.into(),
+        chart().to_str().unwrap().to_owned(),
+        "-n".into(),
+        NS.into(),
+    ];
+    for value in values {
+        upgrade.extend(["--set".into(), value.clone()]);
+    }
+    upgrade.extend(["--set".into(), "image.tag=missing".into()]);
+    let upgrade: Vec<&str> = upgrade.iter().map(String::as_str).collect();
+    helm(node, &upgrade).unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+    let error = helm(node, &["test", RELEASE, "-n", NS, "--timeout", "30s"])
+        .expect_err("helm test must fail without the image");
+    let test_pod = format!("{RELEASE}-irsa-webhook-test");
+    let pod = node.json(&["get", "pod", "-n", NS, &test_pod]);
+    let waiting = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ErrImageNeverPull", "{error}\n{pod}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("localhost/irsa-webhook:missing"),
+        "{waiting}"
+    );
+}
