@@ -16,12 +16,18 @@ command -v flock >/dev/null || missing+=(util-linux)
 command -v curl >/dev/null || missing+=(curl)
 # The virtualenv for moto and the AWS CLI needs venv and ensurepip (python3-venv on Debian).
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
+# tests/workflows.rs: actionlint checks the workflows' run: scripts with shellcheck.
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (Debian packages)"
     command -v apt-get >/dev/null || die "need ${missing[*]} and there is no apt-get; install them"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# tests/real_node.rs: containerd, runc, the CNI plugins, iptables, conntrack, debootstrap; now, so
+# that no two apt-get runs overlap (the node's images are built in the background below).
+say "real-node packages: tests/cluster/node/install.sh --packages"
+bash tests/cluster/node/install.sh --packages >/dev/null || die "tests/cluster/node/install.sh --packages failed (see above): the real-node test needs root and Debian's packages"
 command -v cargo >/dev/null || die "cargo not found: install Rust (rustup)"
 command -v go >/dev/null || die "go not found: the end-to-end tests build kube-apiserver and etcd with Go >= 1.26"
 
@@ -31,7 +37,8 @@ venv_out=$(mktemp)
 tools_out=$(mktemp)
 terraform_out=$(mktemp)
 actionlint_out=$(mktemp)
-trap 'rm -f "$bin_out" "$venv_out" "$tools_out" "$terraform_out" "$actionlint_out"' EXIT
+node_out=$(mktemp)
+trap 'rm -f "$bin_out" "$venv_out" "$tools_out" "$terraform_out" "$actionlint_out" "$node_out"' EXIT
 say "control plane: tests/cluster/install.sh (background)"
 bash tests/cluster/install.sh >"$bin_out" &
 install_pid=$!
@@ -40,6 +47,11 @@ install_pid=$!
 say "AWS stand-ins: tests/python/install.sh (background)"
 bash tests/python/install.sh >"$venv_out" &
 venv_pid=$!
+# The images the real node's pods run (pause, aws-cli: Debian by debootstrap + the AWS CLI from
+# PyPI), built once without Docker and cached; mostly downloads, so beside the Go builds.
+say "real-node images: tests/cluster/node/install.sh (background)"
+bash tests/cluster/node/install.sh >"$node_out" &
+node_pid=$!
 # helm 3, helm 4, kubeconform and the Kubernetes JSON schemas for tests/chart.rs, cached; built
 # after the control plane rather than beside it, since both Go builds use every core.
 say "chart tools: scripts/install-tools.sh (background, after the control plane)"
@@ -85,6 +97,11 @@ wait "$actionlint_pid" || die "scripts/install-actionlint.sh failed (see above):
 IRSA_ACTIONLINT=$(tail -n 1 "$actionlint_out")
 export IRSA_ACTIONLINT
 [ -n "$IRSA_ACTIONLINT" ] && [ -x "$IRSA_ACTIONLINT" ] || die "scripts/install-actionlint.sh printed no executable: '$IRSA_ACTIONLINT'"
+
+wait "$node_pid" || die "tests/cluster/node/install.sh failed (see above): root, Debian's packages and PyPI are required for the real-node test"
+IRSA_NODE_IMAGES=$(tail -n 1 "$node_out")
+export IRSA_NODE_IMAGES
+[ -f "$IRSA_NODE_IMAGES/pause.tar" ] && [ -f "$IRSA_NODE_IMAGES/aws-cli.tar" ] || die "no node images in '$IRSA_NODE_IMAGES'"
 
 say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"
 cargo test --locked --all-targets

@@ -7,6 +7,7 @@
 #                                         from PyPI (aws-cli-requirements.txt): sh, cat, base64
 #
 # Usage:   IMAGES=$(tests/cluster/node/install.sh)    # as root
+#          tests/cluster/node/install.sh --packages   # only the Debian packages
 #
 # Only the images directory is printed on stdout (last line); logs go to stderr. Images are cached
 # in ${IRSA_CACHE_DIR:-$HOME/.cache/irsa-webhook}/images/<key>/, keyed on this script, its inputs
@@ -43,10 +44,12 @@ if [ ${#packages[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "need ${packages[*]} and there is no apt-get: install them"
     log "installing ${packages[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2 ||
+    apt-get -o DPkg::Lock::Timeout=300 update -qq >&2 || die "apt-get update failed"
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${packages[@]}" >&2 ||
         die "apt-get install ${packages[*]} failed"
 fi
+
+[ "${1:-}" = --packages ] && exit 0
 
 # ---------------------------------------------------------------------------
 # Images
@@ -99,7 +102,7 @@ if [ ! -f "$IMAGES/aws-cli.tar" ]; then
         --only-binary=:all: --implementation cp --python-version "$py" \
         --platform "manylinux2014_$ARCH" --platform "manylinux_2_17_$ARCH" --platform "manylinux_2_28_$ARCH" \
         -r "$HERE/aws-cli-requirements.txt" >&2 || die "pip could not install the AWS CLI (is PyPI reachable?)"
-    rm -rf "$site/bin"
+    rm -rf "${site:?}/bin"
     cat >"$rootfs/usr/local/bin/aws" <<'EOF'
 #!/usr/bin/python3
 import sys
@@ -111,9 +114,9 @@ EOF
     chmod 0755 "$rootfs/usr/local/bin/aws"
     chroot "$rootfs" aws --version >&2 || die "the AWS CLI does not run in the image"
     # Nothing a container needs from these; /dev, /proc and /sys are the runtime's.
-    rm -rf "$rootfs"/dev/* "$rootfs"/proc/* "$rootfs"/sys/* "$rootfs"/run/* \
-        "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* \
-        "$rootfs"/usr/share/doc "$rootfs"/usr/share/man "$rootfs"/usr/share/info "$rootfs"/usr/share/locale
+    rm -rf "${rootfs:?}"/dev/* "${rootfs:?}"/proc/* "${rootfs:?}"/sys/* "${rootfs:?}"/run/* \
+        "${rootfs:?}"/var/cache/apt/* "${rootfs:?}"/var/lib/apt/lists/* "${rootfs:?}"/var/log/* \
+        "${rootfs:?}"/usr/share/doc "${rootfs:?}"/usr/share/man "${rootfs:?}"/usr/share/info "${rootfs:?}"/usr/share/locale
     image --output "$work/aws-cli.tar" --name localhost/aws-cli:dev --add "$rootfs:/" \
         --env PATH=/usr/local/bin:/usr/bin:/bin --env HOME=/tmp --user 1000:1000 \
         --entrypoint '["/bin/sh", "-c"]' --cmd '["aws --version && exec sleep infinity"]' --compress-level 1
