@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Pod create -> Running on a real node, with and without the webhook: p50/p99 over N pods each.
+# Pod create -> Running on a real node, with and without the webhook: p50/p99 over N pods each,
+# and a third arm that writes the webhook's volume and variables by hand (no webhook call), which
+# tells the admission's share from the kubelet's work for the projected token.
 #
 #   sudo scripts/dev-cluster.sh up && sudo bench/pod-startup.sh [N]      (N defaults to 50)
 #
 # Uses the cluster of scripts/dev-cluster.sh ($KUBECONFIG, else its default state directory).
 # Each pod runs localhost/aws-cli:dev (`sleep infinity`) under a ServiceAccount annotated with a
 # role; the "without" pods carry <prefix>/skip-pod-identity-webhook=true, so the API server does
-# not call the webhook for them (the chart's objectSelector). The arms alternate pod by pod, so
+# not call the webhook for them (the chart's objectSelector); the "by hand" pods skip it too but
+# carry the same volume, mount and variables as a mutated pod. The arms alternate pod by pod, so
 # drift on the machine affects both alike. A sample is the wall time from just before
 # `kubectl create` to `kubectl wait` seeing phase Running; both kubectl starts are in it (the
 # same in both arms), and pods are deleted as the run goes.
@@ -26,7 +29,7 @@ k -n "$NS" create serviceaccount app --dry-run=client -o yaml | k apply -f - >/d
 k -n "$NS" annotate serviceaccount app --overwrite eks.amazonaws.com/role-arn=arn:aws:iam::111122223333:role/bench >/dev/null
 trap 'k delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 
-pod() { # pod NAME SKIP
+pod() { # pod NAME SKIP [by-hand]
     cat <<YAML
 apiVersion: v1
 kind: Pod
@@ -37,26 +40,45 @@ spec:
   serviceAccountName: app
   terminationGracePeriodSeconds: 1
   containers:
-  - {name: app, image: localhost/aws-cli:dev, imagePullPolicy: Never, command: [sleep, infinity]}
+  - name: app
+    image: localhost/aws-cli:dev
+    imagePullPolicy: Never
+    command: [sleep, infinity]
+YAML
+    [ "${3:-}" = by-hand ] || return 0
+    cat <<YAML
+    env:
+    - {name: AWS_ROLE_ARN, value: "arn:aws:iam::111122223333:role/bench"}
+    - {name: AWS_WEB_IDENTITY_TOKEN_FILE, value: /var/run/secrets/eks.amazonaws.com/serviceaccount/token}
+    volumeMounts:
+    - {name: aws-iam-token, mountPath: /var/run/secrets/eks.amazonaws.com/serviceaccount, readOnly: true}
+  volumes:
+  - name: aws-iam-token
+    projected:
+      sources:
+      - serviceAccountToken: {audience: sts.amazonaws.com, expirationSeconds: 86400, path: token}
 YAML
 }
 
 with=()
 without=()
+byhand=()
 for ((i = 1; i <= N; i++)); do
-    for arm in with without; do
-        skip=false
-        [ "$arm" = without ] && skip=true
+    for arm in with without byhand; do
+        skip=true
+        [ "$arm" = with ] && skip=false
         start=$(date +%s%N)
-        pod "$arm-$i" "$skip" | k -n "$NS" create -f - >/dev/null
+        pod "$arm-$i" "$skip" "$([ "$arm" = byhand ] && echo by-hand)" | k -n "$NS" create -f - >/dev/null
         k -n "$NS" wait --for=jsonpath='{.status.phase}'=Running "pod/$arm-$i" --timeout=120s >/dev/null
         ms=$((($(date +%s%N) - start) / 1000000))
         if [ "$arm" = with ]; then
             mutated=$(k -n "$NS" get pod "$arm-$i" -o jsonpath='{.spec.volumes[?(@.name=="aws-iam-token")].name}')
             [ -n "$mutated" ] || { echo "pod $arm-$i was not mutated: is the webhook installed?" >&2; exit 1; }
             with+=("$ms")
-        else
+        elif [ "$arm" = without ]; then
             without+=("$ms")
+        else
+            byhand+=("$ms")
         fi
         k -n "$NS" delete pod "$arm-$i" --wait=false >/dev/null
     done
@@ -75,3 +97,4 @@ report() { # report NAME SAMPLES...
 echo "pod create -> Running on $(k get nodes -o jsonpath='{.items[0].status.nodeInfo.kubeletVersion} {.items[0].status.nodeInfo.containerRuntimeVersion}'), $(nproc) cores"
 report "with webhook" "${with[@]}"
 report "without webhook" "${without[@]}"
+report "volume by hand" "${byhand[@]}"

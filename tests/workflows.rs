@@ -522,8 +522,8 @@ fn both_workflows_use_concurrency_and_ci_runs_the_test_command() {
     assert_eq!(test["timeout-minutes"], 90);
     let last = steps(test).last().expect("steps");
     assert_eq!(
-        last["run"], "bash .ci/run",
-        "the last step is the one test command"
+        last["run"], r#"sudo -E env "PATH=$PATH" HOME="$HOME" bash .ci/run"#,
+        "the last step is the one test command, as root for the real-node tests"
     );
     let cache = &step_using(&ci, "actions/cache")["with"];
     let paths: BTreeSet<&str> = cache["path"].as_str().unwrap().lines().collect();

@@ -327,12 +327,17 @@ impl Cluster {
 
     /// A client for this cluster; make one per test (clients are bound to their runtime).
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(config).unwrap()
+        client(&self.kubeconfig).await
     }
+}
+
+/// A client for the cluster of `kubeconfig`; make one per runtime.
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 /// Whether `GET /readyz` answers 200 (anonymous access to it is allowed by default).

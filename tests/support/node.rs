@@ -165,11 +165,7 @@ impl Node {
 
     /// A client for the node's API server.
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(config).unwrap()
+        super::cluster::client(&self.kubeconfig).await
     }
 
     /// Stops the node now (it also stops when the test process exits).
