@@ -19,10 +19,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const REVIEW: &str = include_str!("../bench/fixtures/admission-review.json");
 
 fn service_account() -> SaAnnotations {
-    SaAnnotations {
-        role_arn: Some("arn:aws:iam::111122223333:role/checkout-api".into()),
-        ..Default::default()
-    }
+    SaAnnotations::from_annotations(
+        &InjectionConfig::default(),
+        [(
+            "eks.amazonaws.com/role-arn",
+            "arn:aws:iam::111122223333:role/checkout-api",
+        )],
+    )
+    .expect("a role")
 }
 
 /// The pod object inside the review, as its own JSON.

@@ -242,18 +242,25 @@ fn service_account() -> impl Strategy<Value = Option<Option<SaAnnotations>>> {
         ])),
         proptest::option::of(prop::sample::select(vec!["eu-west-1", "seattle", ""])),
     )
-        .prop_map(
-            |(role_arn, audience, sts, expiration, region)| SaAnnotations {
-                role_arn: Some(role_arn.into()),
-                audience: audience.map(Into::into),
-                sts_regional_endpoints: sts.map(Into::into),
-                token_expiration: expiration.map(Into::into),
-                region: region.map(Into::into),
-                sts_endpoint: None,
-                clouds: None,
-                unknown: Box::new([]),
-            },
-        );
+        .prop_map(|(role_arn, audience, sts, expiration, region)| {
+            // As the index stores them: read from the ServiceAccount's annotations.
+            let pairs = [
+                ("role-arn", Some(role_arn)),
+                ("audience", audience),
+                ("sts-regional-endpoints", sts.map(str::to_owned)),
+                ("token-expiration", expiration.map(str::to_owned)),
+                ("region", region.map(str::to_owned)),
+            ];
+            let keys: Vec<(String, String)> = pairs
+                .into_iter()
+                .filter_map(|(k, v)| Some((format!("eks.amazonaws.com/{k}"), v?)))
+                .collect();
+            SaAnnotations::from_annotations(
+                &InjectionConfig::default(),
+                keys.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .expect("a role-arn annotation")
+        });
     prop_oneof![
         1 => Just(None),
         1 => Just(Some(None)),

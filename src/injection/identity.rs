@@ -8,22 +8,30 @@ use crate::injection::config::{
 };
 use crate::injection::pod::PodView;
 
-/// The injection-relevant annotations of one ServiceAccount, kept compact in the index.
+/// The injection-relevant annotations of one ServiceAccount, kept compact in the index: most
+/// ServiceAccounts carry a role ARN and nothing else, so everything else sits behind one box
+/// (24 bytes per stored ServiceAccount, the box only when there is more).
 ///
 /// Values are stored raw and judged per request, so a warning reaches the user who creates the pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SaAnnotations {
-    /// `None` when only `unknown` was found (a misspelt role-arn, say).
+    /// `None` when only other annotations were found (a misspelt role-arn, say).
     pub role_arn: Option<Box<str>>,
-    pub audience: Option<Box<str>>,
-    pub sts_regional_endpoints: Option<Box<str>>,
-    pub token_expiration: Option<Box<str>>,
-    pub region: Option<Box<str>>,
-    pub sts_endpoint: Option<Box<str>>,
-    /// Azure and Google Cloud annotations, boxed: most ServiceAccounts have none.
-    pub clouds: Option<Box<CloudAnnotations>>,
+    more: Option<Box<SaExtras>>,
+}
+
+/// The rarer annotations of a ServiceAccount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SaExtras {
+    audience: Option<Box<str>>,
+    sts_regional_endpoints: Option<Box<str>>,
+    token_expiration: Option<Box<str>>,
+    region: Option<Box<str>>,
+    sts_endpoint: Option<Box<str>>,
+    /// Azure and Google Cloud annotations.
+    clouds: Option<CloudAnnotations>,
     /// Warnings about keys under our prefix this webhook does not read on a ServiceAccount.
-    pub unknown: Box<[Box<str>]>,
+    unknown: Box<[Box<str>]>,
 }
 
 /// Most unknown keys of one ServiceAccount that are kept and warned about.
@@ -60,7 +68,8 @@ impl SaAnnotations {
         annotations: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Option<Self> {
         let keys = &cfg.keys;
-        let mut found = Self::default();
+        let mut role_arn = None;
+        let mut more = SaExtras::default();
         let mut unknown = Vec::new();
         let mut clouds = CloudAnnotations::default();
         let mut any_cloud = false;
@@ -71,12 +80,12 @@ impl SaAnnotations {
                 continue;
             }
             let slot = match key {
-                k if k == keys.role_arn => &mut found.role_arn,
-                k if k == keys.audience => &mut found.audience,
-                k if k == keys.sts_regional_endpoints => &mut found.sts_regional_endpoints,
-                k if k == keys.token_expiration => &mut found.token_expiration,
-                k if k == keys.region => &mut found.region,
-                k if k == keys.sts_endpoint => &mut found.sts_endpoint,
+                k if k == keys.role_arn => &mut role_arn,
+                k if k == keys.audience => &mut more.audience,
+                k if k == keys.sts_regional_endpoints => &mut more.sts_regional_endpoints,
+                k if k == keys.token_expiration => &mut more.token_expiration,
+                k if k == keys.region => &mut more.region,
+                k if k == keys.sts_endpoint => &mut more.sts_endpoint,
                 k => {
                     if unknown.len() < MAX_UNKNOWN_KEYS
                         && let Some(warning) = keys.unknown(k, On::ServiceAccount)
@@ -89,9 +98,52 @@ impl SaAnnotations {
             *slot = Some(value.into());
         }
         unknown.sort_unstable();
-        found.unknown = unknown.into_boxed_slice();
-        found.clouds = any_cloud.then(|| Box::new(clouds));
-        (found.role_arn.is_some() || !found.unknown.is_empty() || any_cloud).then_some(found)
+        more.unknown = unknown.into_boxed_slice();
+        more.clouds = any_cloud.then_some(clouds);
+        let found = Self {
+            role_arn,
+            more: (more != SaExtras::default()).then(|| Box::new(more)),
+        };
+        (found.role_arn.is_some() || found.more.is_some()).then_some(found)
+    }
+
+    fn more(&self) -> Option<&SaExtras> {
+        self.more.as_deref()
+    }
+
+    /// The `audience` annotation.
+    pub fn audience(&self) -> Option<&str> {
+        self.more()?.audience.as_deref()
+    }
+
+    /// The `sts-regional-endpoints` annotation.
+    pub fn sts_regional_endpoints(&self) -> Option<&str> {
+        self.more()?.sts_regional_endpoints.as_deref()
+    }
+
+    /// The `token-expiration` annotation.
+    pub fn token_expiration(&self) -> Option<&str> {
+        self.more()?.token_expiration.as_deref()
+    }
+
+    /// The `region` annotation.
+    pub fn region(&self) -> Option<&str> {
+        self.more()?.region.as_deref()
+    }
+
+    /// The `sts-endpoint` annotation.
+    pub fn sts_endpoint(&self) -> Option<&str> {
+        self.more()?.sts_endpoint.as_deref()
+    }
+
+    /// The Azure and Google Cloud annotations, when there are any.
+    pub fn clouds(&self) -> Option<&CloudAnnotations> {
+        self.more()?.clouds.as_ref()
+    }
+
+    /// Warnings about keys under our prefix this webhook does not read on a ServiceAccount.
+    pub fn unknown(&self) -> &[Box<str>] {
+        self.more().map_or(&[], |more| &more.unknown)
     }
 }
 
@@ -141,7 +193,7 @@ pub fn resolve(
     warnings: &mut Vec<String>,
 ) -> Option<Identity> {
     let keys = &cfg.keys;
-    for unknown in &sa.unknown {
+    for unknown in sa.unknown() {
         warnings.push(format!("ServiceAccount {sa_name}: {unknown}"));
     }
     let role_arn = sa.role_arn.as_deref()?.trim();
@@ -167,10 +219,10 @@ pub fn resolve(
         ));
     }
 
-    let audience = audience(sa.audience.as_deref(), sa_name, cfg, warnings);
+    let audience = audience(sa.audience(), sa_name, cfg, warnings);
 
     // Pod, then ServiceAccount, then flag; an invalid value falls back to the next one.
-    let from_sa = match sa.token_expiration.as_deref() {
+    let from_sa = match sa.token_expiration() {
         Some(v) => parse_expiration(
             &keys.token_expiration,
             v,
@@ -185,7 +237,7 @@ pub fn resolve(
         None => from_sa,
     };
 
-    let regional_sts = match sa.sts_regional_endpoints.as_deref().map(str::trim) {
+    let regional_sts = match sa.sts_regional_endpoints().map(str::trim) {
         None => cfg.regional_sts,
         Some(v) => parse_go_bool(v).unwrap_or_else(|| {
             warnings.push(format!(
@@ -196,7 +248,7 @@ pub fn resolve(
         }),
     };
 
-    let region = match sa.region.as_deref().map(str::trim) {
+    let region = match sa.region().map(str::trim) {
         None => cfg.region.clone(),
         Some(r) if is_region(r) => Some(r.to_owned()),
         Some(r) => {
@@ -211,7 +263,7 @@ pub fn resolve(
         }
     };
 
-    let sts_endpoint = match sa.sts_endpoint.as_deref().map(str::trim) {
+    let sts_endpoint = match sa.sts_endpoint().map(str::trim) {
         None | Some("") => cfg.sts_endpoint.clone(),
         Some(e) => match check_endpoint(e) {
             Ok(()) => Some(e.to_owned()),
@@ -354,6 +406,29 @@ mod tests {
 
     fn sa(pairs: &[(&str, &str)]) -> SaAnnotations {
         SaAnnotations::named(pairs).expect("role-arn present")
+    }
+
+    #[test]
+    fn a_service_account_with_only_a_role_is_stored_in_24_bytes_without_a_second_box() {
+        // The index holds one per ServiceAccount: with 100 000 of them every byte counts.
+        assert_eq!(std::mem::size_of::<SaAnnotations>(), 24);
+        assert!(sa(&[("role-arn", ARN)]).more.is_none());
+        let more = sa(&[("role-arn", ARN), ("region", "eu-west-1")]);
+        assert_eq!(more.region(), Some("eu-west-1"));
+        assert_eq!(more.audience(), None);
+        assert!(more.clouds().is_none() && more.unknown().is_empty());
+        let clouds = SaAnnotations::from_annotations(
+            &InjectionConfig::default(),
+            [(
+                "azure.workload.identity/client-id",
+                "00000000-0000-0000-0000-000000000000",
+            )],
+        )
+        .expect("another cloud's annotation is kept");
+        assert!(clouds.role_arn.is_none());
+        assert!(clouds.clouds().is_some());
+        let unknown = sa(&[("role-arn", ARN), ("rolearn", ARN)]);
+        assert_eq!(unknown.unknown().len(), 1, "{unknown:?}");
     }
 
     fn pod(json: &str) -> PodView<'_> {

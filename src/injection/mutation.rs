@@ -122,7 +122,7 @@ pub fn mutate(
 ) -> Outcome {
     let mut outcome = mutate_aws(pod, sa_key, sa, cfg);
     let clouds = match sa {
-        ServiceAccount::Found(Some(sa)) => sa.clouds.as_deref(),
+        ServiceAccount::Found(Some(sa)) => sa.clouds(),
         _ => None,
     };
     let warnings = &mut outcome.warnings;

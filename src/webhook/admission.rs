@@ -286,11 +286,11 @@ mod tests {
         };
         assert_eq!(namespace, "team");
         assert_eq!(pod.service_account(), "app");
-        let sa = SaAnnotations {
-            role_arn: Some("arn:aws:iam::111122223333:role/x".into()),
-            token_expiration: Some("10".into()),
-            ..Default::default()
-        };
+        let sa = SaAnnotations::named(&[
+            ("role-arn", "arn:aws:iam::111122223333:role/x"),
+            ("token-expiration", "10"),
+        ])
+        .unwrap();
         let outcome = mutate(
             pod,
             "team/app",
@@ -442,11 +442,12 @@ mod tests {
         let Target::PodCreate { pod, .. } = &review.target else {
             panic!()
         };
-        let sa = SaAnnotations {
-            role_arn: Some("arn:aws:iam::111122223333:role/x".into()),
-            audience: Some("a".repeat(200_000).into()),
-            ..Default::default()
-        };
+        let huge = "a".repeat(200_000);
+        let sa = SaAnnotations::named(&[
+            ("role-arn", "arn:aws:iam::111122223333:role/x"),
+            ("audience", &huge),
+        ])
+        .unwrap();
         let outcome = mutate(
             pod,
             "team/app",
@@ -469,10 +470,7 @@ mod tests {
             "{warning}"
         );
         // A patch of usual size passes through untouched.
-        let sa = SaAnnotations {
-            audience: None,
-            ..sa
-        };
+        let sa = SaAnnotations::named(&[("role-arn", "arn:aws:iam::111122223333:role/x")]).unwrap();
         let outcome = mutate(
             pod,
             "team/app",

@@ -415,10 +415,7 @@ mod tests {
         ServiceAccountEntry {
             namespace: ns.into(),
             name: name.into(),
-            annotations: role.map(|r| SaAnnotations {
-                role_arn: Some(r.into()),
-                ..Default::default()
-            }),
+            annotations: role.map(|r| SaAnnotations::named(&[("role-arn", r)]).unwrap()),
         }
     }
 
