@@ -10,7 +10,8 @@
 # loads localhost/irsa-webhook:dev (scripts/build-image.sh) and localhost/aws-cli:dev, installs
 # the chart into irsa-system (Pod Security `restricted`; image pullPolicy Never; self-managed
 # certificates; the chart's failurePolicy), waits until the webhook is Ready and prints, as its
-# last line, `export KUBECONFIG=<path>`. Running it again updates the image and the release.
+# last line, `export KUBECONFIG=<path>` (kubectl, if you have none: <state>/bin). Running it
+# again updates the image and the release.
 # `down` stops everything and removes its state.
 #
 # Environment: IRSA_DEV_STATE (default ${XDG_STATE_HOME:-~/.local/state}/irsa-webhook/dev-cluster),
@@ -50,6 +51,9 @@ up() {
     bash "$REPO/tests/cluster/node/node.sh" up "$STATE" "$IRSA_NODE_IMAGES/aws-cli.tar" "$STATE.image.tar" >/dev/null
     rm -f "$STATE.image.tar"
     export KUBECONFIG=$STATE/kubeconfig
+    # The kubectl that was built, for users without one: $STATE/bin on PATH.
+    mkdir -p "$STATE/bin"
+    ln -sfn "$IRSA_BIN_DIR/kubectl" "$STATE/bin/kubectl"
     local kubectl=$IRSA_BIN_DIR/kubectl
     "$kubectl" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
     "$kubectl" label namespace "$NAMESPACE" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
@@ -73,7 +77,7 @@ up() {
   kubectl run app --image=localhost/aws-cli:dev --image-pull-policy=Never \\
       --overrides='{"spec":{"serviceAccountName":"app"}}'
   kubectl exec app -- sh -c 'env | grep ^AWS_; cat "\$AWS_WEB_IDENTITY_TOKEN_FILE"'
-  (kubectl: $IRSA_BIN_DIR/kubectl)
+  (no kubectl? export PATH=$STATE/bin:\$PATH)
 EOF
     printf 'export KUBECONFIG=%s\n' "$KUBECONFIG"
 }

@@ -446,81 +446,107 @@ fn helm_test_names_a_missing_image(node: &Node, values: &[String]) {
     );
 }
 
-/// `scripts/dev-cluster.sh down` in a directory, also when the test panics.
-struct DevCluster(PathBuf);
+/// The README's "Try it on a real node without Docker" block, run as written by bash in a home
+/// of its own (the caches stay the machine's), with `scripts/dev-cluster.sh down` again at the
+/// end, also when the test panics.
+struct Quickstart {
+    home: tempfile::TempDir,
+}
 
-impl DevCluster {
-    fn script(&self, command: &str) -> Result<String, String> {
-        let mut script = std::process::Command::new("bash");
-        script
-            .arg(support::helm::repo().join("scripts/dev-cluster.sh"))
-            .arg(command)
-            .env("IRSA_DEV_STATE", &self.0)
-            .env("IRSA_DEV_BINARY", env!("CARGO_BIN_EXE_irsa-webhook"));
-        support::run(script, None)
+impl Quickstart {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs `script` with bash in the repository: stdout, or the error output.
+    fn run(&self, script: &str) -> Result<String, String> {
+        let cache = std::env::var_os("IRSA_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/irsa-webhook")
+            });
+        let mut bash = std::process::Command::new("bash");
+        bash.args(["-euo", "pipefail", "-c", script])
+            .current_dir(support::helm::repo())
+            .env("HOME", self.home.path())
+            .env("IRSA_CACHE_DIR", cache)
+            // The binary under test, instead of a release build.
+            .env("IRSA_DEV_BINARY", env!("CARGO_BIN_EXE_irsa-webhook"))
+            .env_remove("KUBECONFIG");
+        support::run(bash, None)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.home
+            .path()
+            .join(".local/state/irsa-webhook/dev-cluster")
     }
 }
 
-impl Drop for DevCluster {
+impl Drop for Quickstart {
     fn drop(&mut self) {
-        let _ = self.script("down");
+        let _ = self.run("scripts/dev-cluster.sh down");
     }
 }
 
-/// The playground of the README: `up` twice (the second updates in place), then a new pod of an
-/// annotated ServiceAccount reads its token; `down` leaves nothing behind.
+/// The README's block, between its ```sh fence and the closing one.
+fn readme_quickstart() -> String {
+    let readme = std::fs::read_to_string(support::helm::repo().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Try it on a real node without Docker\n")
+        .nth(1)
+        .expect("the README has the real-node quickstart");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a sh block in that section");
+    block.to_owned()
+}
+
+/// The playground as the README tells it: `up` (here twice: the second updates in place), a pod
+/// of an annotated ServiceAccount reads its token, `down` leaves nothing behind.
 #[test]
-fn dev_cluster_up_leaves_a_working_cluster_and_down_removes_it() {
+fn the_readme_real_node_quickstart_works_as_written() {
     let _turn = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
-    let work = tempfile::tempdir().unwrap();
-    let dev = DevCluster(work.path().join("dev-cluster"));
-    let first = dev.script("up").unwrap_or_else(|e| panic!("{e}"));
-    let again = dev.script("up").unwrap_or_else(|e| panic!("{e}"));
-    let kubeconfig = dev.0.join("kubeconfig");
-    for output in [&first, &again] {
-        assert_eq!(
-            output.lines().last(),
-            Some(format!("export KUBECONFIG={}", kubeconfig.display()).as_str()),
-            "{output}"
-        );
-    }
-    let kubectl = |args: &[&str]| {
-        let mut command = std::process::Command::new(support::cluster::bin_dir().join("kubectl"));
-        command.env("KUBECONFIG", &kubeconfig).args(args);
-        support::run(command, None).unwrap_or_else(|e| panic!("{e}"))
-    };
-    kubectl(&["create", "serviceaccount", "app"]);
-    kubectl(&[
-        "annotate",
-        "serviceaccount",
-        "app",
-        "eks.amazonaws.com/role-arn=arn:aws:iam::111122223333:role/app",
-    ]);
-    kubectl(&[
-        "run",
-        "app",
-        "--image=localhost/aws-cli:dev",
-        "--image-pull-policy=Never",
-        r#"--overrides={"spec":{"serviceAccountName":"app"}}"#,
-    ]);
-    kubectl(&["wait", "--for=condition=Ready", "pod/app", "--timeout=120s"]);
-    let token = kubectl(&[
-        "exec",
-        "app",
-        "--",
-        "sh",
-        "-c",
-        "cat \"$AWS_WEB_IDENTITY_TOKEN_FILE\"",
-    ]);
-    let claims = claims(token.trim());
+    let quickstart = Quickstart::new();
+    let first = quickstart
+        .run("scripts/dev-cluster.sh up")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        first.lines().last(),
+        Some(
+            format!(
+                "export KUBECONFIG={}",
+                quickstart.state().join("kubeconfig").display()
+            )
+            .as_str()
+        ),
+        "{first}"
+    );
+    let block = readme_quickstart();
+    let output = quickstart
+        .run(&block)
+        .unwrap_or_else(|e| panic!("{block}\n{e}"));
+    assert!(
+        output.contains("AWS_ROLE_ARN=arn:aws:iam::111122223333:role/app"),
+        "{output}"
+    );
+    let token = output
+        .lines()
+        .find(|l| l.starts_with("eyJ"))
+        .unwrap_or_else(|| panic!("no token printed: {output}"));
+    let claims = claims(token);
     assert_eq!(
         claims["sub"], "system:serviceaccount:default:app",
         "{claims}"
     );
     assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "app");
 
-    dev.script("down").unwrap_or_else(|e| panic!("{e}"));
-    assert!(!dev.0.exists(), "down removes its state");
+    assert!(!quickstart.state().exists(), "down removes its state");
     let bridge = std::process::Command::new("ip")
         .args(["link", "show", "irsa0"])
         .output()

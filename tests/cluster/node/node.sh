@@ -105,7 +105,7 @@ binaries() {
     for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
         [ -x "$BIN/$b" ] || die "$BIN/$b missing: run tests/cluster/install.sh"
     done
-    echo "$BIN" >"$STATE/bin"
+    echo "$BIN" >"$STATE/bin-dir"
     IMAGES=${IRSA_NODE_IMAGES:-$(bash "$HERE/install.sh")}
     [ -f "$IMAGES/pause.tar" ] || die "no pause image in $IMAGES: run tests/cluster/node/install.sh"
 }
@@ -372,7 +372,7 @@ down() {
     # Best effort from here on: whatever fails, the rest is still undone.
     set +e
     local kubectl=""
-    BIN=${IRSA_BIN_DIR:-$(cat "$STATE/bin" 2>/dev/null)}
+    BIN=${IRSA_BIN_DIR:-$(cat "$STATE/bin-dir" 2>/dev/null)}
     [ -x "$BIN/kubectl" ] && kubectl="$BIN/kubectl --kubeconfig=$STATE/kubeconfig --request-timeout=10s"
     # Nothing recreates or schedules pods any more; the kubelet stops the ones it runs, so no
     # sandbox or mount is left behind.
