@@ -76,31 +76,26 @@ cargo clippy --locked --all-targets -- -D warnings
 say "cargo build --tests"
 cargo test --locked --no-run --all-targets
 
-say "waiting for the control plane build"
-wait "$install_pid" || die "tests/cluster/install.sh failed (see above): Go and the Go module proxy are required"
-IRSA_BIN_DIR=$(tail -n 1 "$bin_out")
-export IRSA_BIN_DIR
-[ -x "$IRSA_BIN_DIR/kube-apiserver" ] && [ -x "$IRSA_BIN_DIR/etcd" ] || die "no binaries in $IRSA_BIN_DIR"
-wait "$venv_pid" || die "tests/python/install.sh failed (see above): python3 and PyPI are required"
-IRSA_PYTHON_VENV=$(tail -n 1 "$venv_out")
-export IRSA_PYTHON_VENV
-[ -x "$IRSA_PYTHON_VENV/bin/aws" ] && [ -x "$IRSA_PYTHON_VENV/bin/moto_server" ] || die "no aws or moto_server in $IRSA_PYTHON_VENV"
-wait "$tools_pid" || die "scripts/install-tools.sh failed (see above): Go, the Go module proxy, python3 and PyPI are required"
-IRSA_TOOLS_DIR=$(tail -n 1 "$tools_out")
-export IRSA_TOOLS_DIR
-[ -x "$IRSA_TOOLS_DIR/helm" ] && [ -x "$IRSA_TOOLS_DIR/kubeconform" ] || die "no helm or kubeconform in $IRSA_TOOLS_DIR"
-wait "$terraform_pid" || die "scripts/install-terraform.sh failed (see above): put terraform or tofu 1.6+ on PATH, or let it build OpenTofu with Go and the Go module proxy"
-IRSA_TERRAFORM=$(tail -n 1 "$terraform_out")
-export IRSA_TERRAFORM
-[ -n "$IRSA_TERRAFORM" ] && [ -x "$IRSA_TERRAFORM" ] || die "scripts/install-terraform.sh printed no executable: '$IRSA_TERRAFORM'"
-wait "$actionlint_pid" || die "scripts/install-actionlint.sh failed (see above): Go and the Go module proxy (actionlint) and apt-get (shellcheck) are required"
-IRSA_ACTIONLINT=$(tail -n 1 "$actionlint_out")
-export IRSA_ACTIONLINT
-[ -n "$IRSA_ACTIONLINT" ] && [ -x "$IRSA_ACTIONLINT" ] || die "scripts/install-actionlint.sh printed no executable: '$IRSA_ACTIONLINT'"
+# collect PID OUT VAR WHY: waits for a background install and exports VAR as the last line it
+# printed; WHY says what the install needs when it failed.
+collect() {
+    wait "$1" || die "$4"
+    printf -v "$3" '%s' "$(tail -n 1 "$2")"
+    export "${3?}"
+}
 
-wait "$node_pid" || die "tests/cluster/node/install.sh failed (see above): root, Debian's packages and PyPI are required for the real-node test"
-IRSA_NODE_IMAGES=$(tail -n 1 "$node_out")
-export IRSA_NODE_IMAGES
+say "waiting for the control plane build"
+collect "$install_pid" "$bin_out" IRSA_BIN_DIR "tests/cluster/install.sh failed (see above): Go and the Go module proxy are required"
+[ -x "$IRSA_BIN_DIR/kube-apiserver" ] && [ -x "$IRSA_BIN_DIR/etcd" ] || die "no binaries in $IRSA_BIN_DIR"
+collect "$venv_pid" "$venv_out" IRSA_PYTHON_VENV "tests/python/install.sh failed (see above): python3 and PyPI are required"
+[ -x "$IRSA_PYTHON_VENV/bin/aws" ] && [ -x "$IRSA_PYTHON_VENV/bin/moto_server" ] || die "no aws or moto_server in $IRSA_PYTHON_VENV"
+collect "$tools_pid" "$tools_out" IRSA_TOOLS_DIR "scripts/install-tools.sh failed (see above): Go, the Go module proxy, python3 and PyPI are required"
+[ -x "$IRSA_TOOLS_DIR/helm" ] && [ -x "$IRSA_TOOLS_DIR/kubeconform" ] || die "no helm or kubeconform in $IRSA_TOOLS_DIR"
+collect "$terraform_pid" "$terraform_out" IRSA_TERRAFORM "scripts/install-terraform.sh failed (see above): put terraform or tofu 1.6+ on PATH, or let it build OpenTofu with Go and the Go module proxy"
+[ -n "$IRSA_TERRAFORM" ] && [ -x "$IRSA_TERRAFORM" ] || die "scripts/install-terraform.sh printed no executable: '$IRSA_TERRAFORM'"
+collect "$actionlint_pid" "$actionlint_out" IRSA_ACTIONLINT "scripts/install-actionlint.sh failed (see above): Go and the Go module proxy (actionlint) and apt-get (shellcheck) are required"
+[ -n "$IRSA_ACTIONLINT" ] && [ -x "$IRSA_ACTIONLINT" ] || die "scripts/install-actionlint.sh printed no executable: '$IRSA_ACTIONLINT'"
+collect "$node_pid" "$node_out" IRSA_NODE_IMAGES "tests/cluster/node/install.sh failed (see above): root, Debian's packages and PyPI are required for the real-node test"
 [ -f "$IRSA_NODE_IMAGES/pause.tar" ] && [ -f "$IRSA_NODE_IMAGES/aws-cli.tar" ] || die "no node images in '$IRSA_NODE_IMAGES'"
 
 say "cargo test (unit, integration, end-to-end against $IRSA_BIN_DIR)"

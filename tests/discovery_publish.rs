@@ -131,25 +131,19 @@ fn key_files_publish_exactly_what_kube_apiserver_publishes_for_them() {
     });
     let out = tempfile::tempdir().unwrap();
     let files = key_file_args(setup);
-    let output = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
-        .args([
-            "discovery",
-            "--issuer-url",
-            &setup.cluster.issuer,
-            "--key-file",
-            &files,
-            "--once",
-        ])
-        .arg("--export-dir")
-        .arg(out.path())
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut once = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
+    once.args([
+        "discovery",
+        "--issuer-url",
+        &setup.cluster.issuer,
+        "--key-file",
+        &files,
+        "--once",
+    ])
+    .arg("--export-dir")
+    .arg(out.path())
+    .env_remove("KUBECONFIG");
+    support::run(once, None).unwrap_or_else(|e| panic!("{e}"));
     let ours = read_json(&out.path().join("openid/v1/jwks"));
     assert_eq!(
         by_kid(&ours),

@@ -44,30 +44,12 @@ fn trust_policy_dir() -> PathBuf {
 fn terraform_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let bin = match std::env::var_os("IRSA_TERRAFORM") {
-            Some(bin) => PathBuf::from(bin),
-            None => {
-                let output = Command::new("bash")
-                    .arg(repo().join("scripts/install-terraform.sh"))
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .expect("cannot run bash scripts/install-terraform.sh");
-                assert!(
-                    output.status.success(),
-                    "scripts/install-terraform.sh failed: install Terraform or OpenTofu 1.6+ on \
-                     PATH, set IRSA_TERRAFORM, or give it Go and the Go module proxy to build \
-                     OpenTofu"
-                );
-                let stdout = String::from_utf8(output.stdout).unwrap();
-                PathBuf::from(
-                    stdout
-                        .lines()
-                        .last()
-                        .expect("scripts/install-terraform.sh printed no path")
-                        .trim(),
-                )
-            }
-        };
+        let bin = support::installed(
+            "IRSA_TERRAFORM",
+            "scripts/install-terraform.sh",
+            "install Terraform or OpenTofu 1.6+ on PATH, set IRSA_TERRAFORM, or give it Go and \
+             the Go module proxy to build OpenTofu",
+        );
         let version = Command::new(&bin)
             .args(["version", "-json"])
             .env("CHECKPOINT_DISABLE", "1")

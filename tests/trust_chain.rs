@@ -445,22 +445,16 @@ fn token_of(pod: &Value, name: &str) -> (String, i64) {
 /// closed local port, so nothing can leave the machine. Returns its JSON output.
 fn python(script: &str, env: &[(String, String)]) -> Value {
     let venv = support::sts::venv();
-    let output = std::process::Command::new(venv.join("bin/python"))
+    let mut python = std::process::Command::new(venv.join("bin/python"));
+    python
         .args(["-c", script])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", std::env::temp_dir())
         .env("HTTPS_PROXY", "http://127.0.0.1:9")
         .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    serde_json::from_str(&support::run(python, None).unwrap_or_else(|e| panic!("{e}"))).unwrap()
 }
 
 #[tokio::test]

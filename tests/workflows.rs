@@ -12,17 +12,15 @@
 //! actionlint is `$IRSA_ACTIONLINT`, else what `scripts/install-actionlint.sh` prints (built once
 //! from the Go module proxy). actionlint itself reads only the files it is given: no network.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-
-/// The repository root.
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use support::helm::repo;
 
 fn workflows_dir() -> PathBuf {
     repo().join(".github/workflows")
@@ -50,29 +48,12 @@ fn workflow_files() -> Vec<PathBuf> {
 fn actionlint_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let bin = match std::env::var_os("IRSA_ACTIONLINT") {
-            Some(bin) => PathBuf::from(bin),
-            None => {
-                let output = Command::new("bash")
-                    .arg(repo().join("scripts/install-actionlint.sh"))
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .expect("cannot run bash scripts/install-actionlint.sh");
-                assert!(
-                    output.status.success(),
-                    "scripts/install-actionlint.sh failed: it needs Go and the Go module proxy to \
-                     build actionlint, and apt-get for shellcheck (or set IRSA_ACTIONLINT)"
-                );
-                let stdout = String::from_utf8(output.stdout).unwrap();
-                PathBuf::from(
-                    stdout
-                        .lines()
-                        .last()
-                        .expect("scripts/install-actionlint.sh printed no path")
-                        .trim(),
-                )
-            }
-        };
+        let bin = support::installed(
+            "IRSA_ACTIONLINT",
+            "scripts/install-actionlint.sh",
+            "it needs Go and the Go module proxy to build actionlint, and apt-get for shellcheck \
+             (or set IRSA_ACTIONLINT)",
+        );
         let version = Command::new(&bin).arg("-version").output();
         assert!(
             version.as_ref().is_ok_and(|v| v.status.success()),

@@ -14,27 +14,11 @@ use super::free_port;
 
 /// Where the control-plane binaries are: `$IRSA_BIN_DIR`, else what `install.sh` prints.
 pub fn bin_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("IRSA_BIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/install.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run tests/cluster/install.sh");
-    assert!(
-        output.status.success(),
-        "tests/cluster/install.sh failed: the end-to-end tests need Go and the Go module proxy \
-         to build kube-apiserver and etcd (see tests/cluster/README.md)"
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("install.sh printed the bin dir")
-            .trim(),
+    super::installed(
+        "IRSA_BIN_DIR",
+        "tests/cluster/install.sh",
+        "the end-to-end tests need Go and the Go module proxy to build kube-apiserver and etcd \
+         (see tests/cluster/README.md)",
     )
 }
 

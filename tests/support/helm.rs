@@ -3,7 +3,7 @@
 //! rendered objects against a real API server.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use kube::api::DynamicObject;
@@ -43,23 +43,12 @@ pub fn values(name: &str) -> PathBuf {
 pub fn tools_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = match std::env::var("IRSA_TOOLS_DIR") {
-            Ok(dir) => PathBuf::from(dir),
-            Err(_) => {
-                let output = Command::new("bash")
-                    .arg(repo().join("scripts/install-tools.sh"))
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .expect("cannot run scripts/install-tools.sh");
-                assert!(
-                    output.status.success(),
-                    "scripts/install-tools.sh failed: the chart tests need Go and the Go module \
-                     proxy (helm, kubeconform) and python3 with PyPI (Kubernetes schemas)"
-                );
-                let stdout = String::from_utf8(output.stdout).unwrap();
-                PathBuf::from(stdout.lines().last().expect("a directory").trim())
-            }
-        };
+        let dir = super::installed(
+            "IRSA_TOOLS_DIR",
+            "scripts/install-tools.sh",
+            "the chart tests need Go and the Go module proxy (helm, kubeconform) and python3 \
+             with PyPI (Kubernetes schemas)",
+        );
         for tool in ["helm", "helm4", "kubeconform"] {
             assert!(
                 dir.join(tool).is_file(),

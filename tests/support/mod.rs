@@ -318,6 +318,25 @@ pub mod sidecar;
 pub mod sts;
 pub mod tokens;
 
+/// What an install script provides: `$var` when it is set, else the last line `script` (a path
+/// in the repository) prints on stdout; its progress goes to the test's output. `needs` says
+/// what the script needs, for when it fails.
+pub fn installed(var: &str, script: &str, needs: &str) -> PathBuf {
+    if let Some(value) = std::env::var_os(var) {
+        return PathBuf::from(value);
+    }
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash {script}: {e}"));
+    assert!(output.status.success(), "{script} failed: {needs}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().map(str::trim).unwrap_or_default();
+    assert!(!last.is_empty(), "{script} printed nothing (set {var})");
+    PathBuf::from(last)
+}
+
 /// Runs `program args`, returning stdout, or stderr and stdout when it fails.
 pub fn run(mut command: Command, stdin: Option<&str>) -> Result<String, String> {
     use std::io::Write;

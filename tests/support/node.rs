@@ -52,12 +52,11 @@ impl Node {
             "the real-node tests run containers and change the network: run them as root"
         );
         let bin = bin_dir();
-        let images_dir = match std::env::var("IRSA_NODE_IMAGES") {
-            Ok(dir) => PathBuf::from(dir),
-            Err(_) => PathBuf::from(script_output(
-                Command::new("bash").arg(scripts().join("install.sh")),
-            )),
-        };
+        let images_dir = super::installed(
+            "IRSA_NODE_IMAGES",
+            "tests/cluster/node/install.sh",
+            "the real node needs root, Debian's packages and PyPI",
+        );
         let dir = tempfile::Builder::new()
             .prefix("irsa-node-")
             .tempdir()
@@ -74,16 +73,15 @@ impl Node {
             .spawn()
             .expect("cannot start the node's guard");
         let stdin = guard.stdin.take().unwrap();
-        script_output(
-            Command::new("bash")
-                .arg(scripts().join("node.sh"))
-                .arg("up")
-                .arg(&dir)
-                .arg(images_dir.join("aws-cli.tar"))
-                .args(images)
-                .env("IRSA_BIN_DIR", &bin)
-                .env("IRSA_NODE_IMAGES", &images_dir),
-        );
+        let mut up = Command::new("bash");
+        up.arg(scripts().join("node.sh"))
+            .arg("up")
+            .arg(&dir)
+            .arg(images_dir.join("aws-cli.tar"))
+            .args(images)
+            .env("IRSA_BIN_DIR", &bin)
+            .env("IRSA_NODE_IMAGES", &images_dir);
+        run(up, None).unwrap_or_else(|e| panic!("{e}"));
         let env = std::fs::read_to_string(dir.join("node.env")).unwrap();
         let field = |name: &str| {
             env.lines()
@@ -154,13 +152,13 @@ impl Node {
 
     /// Imports more OCI archives into the node's containerd.
     pub fn import(&self, images: &[&Path]) {
-        script_output(
-            Command::new("bash")
-                .arg(scripts().join("node.sh"))
-                .arg("import")
-                .arg(&self.dir)
-                .args(images),
-        );
+        let mut import = Command::new("bash");
+        import
+            .arg(scripts().join("node.sh"))
+            .arg("import")
+            .arg(&self.dir)
+            .args(images);
+        run(import, None).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// A client for the node's API server.
@@ -182,20 +180,4 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Runs a script whose last stdout line is its result; stderr goes to the test's output.
-fn script_output(command: &mut Command) -> String {
-    let described = format!("{command:?}");
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{described} failed ({}): {stdout}",
-        output.status
-    );
-    stdout.lines().last().unwrap_or_default().trim().to_owned()
 }

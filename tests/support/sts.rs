@@ -26,27 +26,10 @@ const AWS_TIMEOUT: &str = "60";
 /// The virtualenv with `moto_server` and `aws`: `$IRSA_PYTHON_VENV`, else what
 /// `tests/python/install.sh` prints (it creates the virtualenv on first use).
 pub fn venv() -> PathBuf {
-    if let Ok(dir) = std::env::var("IRSA_PYTHON_VENV") {
-        return PathBuf::from(dir);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/install.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run tests/python/install.sh");
-    assert!(
-        output.status.success(),
-        "tests/python/install.sh failed: the end-to-end tests need python3 and PyPI to install \
-         moto and the AWS CLI"
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("install.sh printed the venv")
-            .trim(),
+    super::installed(
+        "IRSA_PYTHON_VENV",
+        "tests/python/install.sh",
+        "the end-to-end tests need python3 and PyPI to install moto and the AWS CLI",
     )
 }
 
@@ -170,7 +153,8 @@ impl Moto {
     /// The STS endpoint the CLI of this virtualenv resolves from exactly `env` (no network):
     /// shows what the region variables alone make an SDK do.
     pub fn resolved_sts_endpoint(&self, env: &[(&str, &str)]) -> String {
-        let output = Command::new("timeout")
+        let mut python = Command::new("timeout");
+        python
             .arg(AWS_TIMEOUT)
             .arg(self.venv.join("bin/python"))
             .args([
@@ -182,15 +166,11 @@ impl Moto {
             .env_clear()
             .env("PATH", path(&self.venv))
             .env("HOME", &self.home)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+            .envs(env.iter().copied());
+        super::run(python, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .trim()
+            .to_owned()
     }
 
     /// The requests moto received so far for `action` (e.g. `AssumeRoleWithWebIdentity`).
