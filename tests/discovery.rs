@@ -139,8 +139,7 @@ impl Upstream {
             Some(Arc::new(tls)),
             router,
             irsa_webhook::serving::server::Limits::default(),
-            stop.clone(),
-            Duration::from_millis(100),
+            irsa_webhook::serving::shutdown::Shutdown::with(stop.clone()),
         ));
         Self {
             port,

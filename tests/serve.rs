@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{SERVICE_ACCOUNTS, Server, peer_cert, request, roots, tls_connect, write_certs};
+use support::{
+    KeptAlive, SERVICE_ACCOUNTS, Server, peer_cert, request, roots, tls_connect, write_certs,
+};
 
 fn pod_review(uid: &str) -> Value {
     json!({
@@ -390,6 +392,93 @@ async fn health_endpoints_and_graceful_shutdown_finish_in_flight_requests() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"uid\":\"in-flight\""), "{answer}");
     let status = wait_exit(&mut server.child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+/// What kube-apiserver needs from a webhook that stops: after SIGTERM it is not ready at once
+/// but keeps accepting and answering for the delay (the API server and kube-proxy learn of the
+/// stop only through their endpoint watches); every client is asked to move on (HTTP/2 GOAWAY,
+/// HTTP/1.1 `Connection: close` on the next answer); after the delay new connections are
+/// refused; a kept-alive connection its client leaves idle is never closed under it before the
+/// drain ends, since an HTTP/1.1 client reusing a connection as it closes loses that request.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_keeps_serving_through_the_delay_and_moves_every_client_on() {
+    const DELAY: Duration = Duration::from_secs(6);
+    const DRAIN: Duration = Duration::from_secs(3);
+    let mut server = Server::with_service_accounts(
+        SERVICE_ACCOUNTS,
+        &["--shutdown-delay", "6s", "--shutdown-timeout", "3s"],
+    );
+    let trust = || roots(&[&server.ca_pem]);
+    let review = || serde_json::to_vec(&pod_review("drain")).unwrap();
+    let (mut h1, mut h2, mut idle) = (
+        KeptAlive::open(server.addr, trust(), false).await.unwrap(),
+        KeptAlive::open(server.addr, trust(), true).await.unwrap(),
+        KeptAlive::open(server.addr, trust(), false).await.unwrap(),
+    );
+    for conn in [&mut h1, &mut h2, &mut idle] {
+        let (status, headers, _) = conn.post("/mutate", review()).await.unwrap();
+        assert_eq!(status, 200);
+        assert!(headers.get("connection").is_none(), "{headers:?}");
+    }
+
+    let signalled = std::time::Instant::now();
+    server.terminate();
+    let mut readyz = support::http_get(server.health, "/readyz").unwrap();
+    while readyz.0 == 200 && signalled.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+        readyz = support::http_get(server.health, "/readyz").unwrap();
+    }
+    assert_eq!(readyz, (503, "shutting down\n".into()), "not ready at once");
+    assert_eq!(
+        support::http_get(server.health, "/livez").unwrap(),
+        (200, "ok\n".into()),
+        "still alive: the kubelet must not restart a draining webhook"
+    );
+    assert!(
+        h2.closed_within(Duration::from_secs(2)).await,
+        "GOAWAY ends an idle HTTP/2 connection"
+    );
+    let (status, headers, _) = h1.post("/mutate", review()).await.unwrap();
+    assert_eq!(status, 200, "a kept-alive connection is still served");
+    assert_eq!(headers["connection"], "close", "{headers:?}");
+    assert!(h1.closed_within(Duration::from_secs(2)).await);
+    let mut late = KeptAlive::open(server.addr, trust(), false)
+        .await
+        .expect("new connections are accepted during the delay");
+    let (status, headers, _) = late.post("/mutate", review()).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["connection"], "close");
+    assert!(
+        signalled.elapsed() < DELAY,
+        "the checks above ran within the delay ({:?})",
+        signalled.elapsed()
+    );
+    assert!(
+        !idle.is_closed(),
+        "an idle connection is left to its client"
+    );
+
+    tokio::time::sleep((DELAY + Duration::from_millis(500)).saturating_sub(signalled.elapsed()))
+        .await;
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "refused after the delay"
+    );
+    assert!(
+        !idle.is_closed(),
+        "still left to its client after the delay"
+    );
+    assert!(
+        idle.closed_within(DRAIN + Duration::from_secs(3)).await,
+        "dropped when the drain ends"
+    );
+    assert!(
+        signalled.elapsed() >= DELAY + DRAIN - Duration::from_millis(200),
+        "not before the drain ended: {:?}",
+        signalled.elapsed()
+    );
+    let status = wait_exit(&mut server.child, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use super::Settings;
 use super::export::{Exporter, Target};
@@ -22,8 +23,10 @@ use crate::serving::health::serve_health;
 use crate::serving::metrics::count_reloads;
 use crate::serving::probe::Roots;
 use crate::serving::server::Limits;
+use crate::serving::shutdown::{Shutdown, ShutdownArgs};
+use crate::serving::supervisor::Supervisor;
 use crate::serving::tls::ReloadingConfig;
-use crate::serving::{kube_client, server, signals};
+use crate::serving::{kube_client, server};
 
 /// `discovery`: flags.
 #[derive(Debug, Args)]
@@ -119,9 +122,8 @@ pub struct DiscoveryArgs {
         requires = "public_check_interval"
     )]
     public_check_ca_file: Option<PathBuf>,
-    /// Longest wait for in-flight requests after SIGTERM.
-    #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
-    shutdown_timeout: Duration,
+    #[command(flatten)]
+    shutdown: ShutdownArgs,
 }
 
 /// Runs the discovery server and its health endpoint until SIGTERM or SIGINT, or with
@@ -173,14 +175,12 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             .await;
             targets.push(Target::S3(exporter));
         }
-        let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
-        let store = Arc::new(Store::new(settings.max_stale, draining));
-        let (leader, election) = match (&cluster, args.leader_elect) {
-            (Some(cluster), true) => {
-                let (role, election) = campaign(&args, cluster.client.clone(), store.clone(), shutdown.clone());
-                (Some(role), Some(election))
-            }
-            _ => (None, None),
+        let shutdown = Shutdown::on_signal(&args.shutdown);
+        let supervisor = Supervisor::new(shutdown.clone());
+        let store = Arc::new(Store::new(settings.max_stale, shutdown.draining.clone()));
+        let leader = match (&cluster, args.leader_elect) {
+            (Some(cluster), true) => Some(campaign(&args, cluster.client.clone(), store.clone(), &supervisor, &shutdown)),
+            _ => None,
         };
         let refresher = Refresher {
             source,
@@ -200,7 +200,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         let health_listener = server::bind(health_addr, "--metrics-port").await?;
         tracing::info!(public = %public_addr, health = %health_addr, tls = tls.is_some(), issuer = settings.issuer.as_str(), "listening");
 
-        let refresh = tokio::spawn(refresher.run(shutdown.clone()));
+        supervisor.spawn("discovery refresh", refresher.run(shutdown.draining.clone()));
         if let Some(interval) = args.public_check_interval {
             let check = PublicCheck {
                 issuer: settings.issuer.clone(),
@@ -210,27 +210,26 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
                 store: store.clone(),
                 metrics: metrics.clone(),
             };
-            tokio::spawn(check.run(shutdown.clone()));
+            supervisor.spawn("public check", check.run(shutdown.draining.clone()));
         }
-        let public = server::serve(
-            public_listener,
-            tls,
-            public_router(store.clone(), metrics.clone(), &settings),
-            Limits::default(),
-            shutdown.clone(),
-            args.shutdown_timeout,
-        );
+        let served = CancellationToken::new();
+        let router = public_router(store.clone(), metrics.clone(), &settings);
+        let public = async {
+            server::serve(public_listener, tls, router, Limits::default(), shutdown.clone()).await;
+            served.cancel();
+        };
         let health = serve_health(
             health_listener,
+            supervisor.clone(),
             move || store.readiness(),
             move || metrics.encode(),
-            shutdown.clone(),
+            served.clone(),
         );
         tokio::join!(public, health);
-        let _ = refresh.await;
-        if let Some(election) = election {
-            // It releases the Lease it holds, so a standby takes over at once.
-            let _ = tokio::time::timeout(args.shutdown_timeout, election).await;
+        // The election releases the Lease it holds, so a standby takes over at once.
+        let _ = tokio::time::timeout(args.shutdown.shutdown_timeout, supervisor.finished()).await;
+        if shutdown.failed() {
+            bail!("stopped after a background task failed (see the error above)");
         }
         tracing::info!("stopped");
         Ok(())
@@ -238,16 +237,14 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
 }
 
 /// Starts the leader election and keeps `/readyz` saying which part this replica plays;
-/// returns the role and the campaign, which ends (releasing the Lease) after `shutdown`.
+/// returns the role. The campaign ends (releasing the Lease) when the shutdown begins.
 fn campaign(
     args: &DiscoveryArgs,
     client: kube::Client,
     store: Arc<Store>,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> (
-    tokio::sync::watch::Receiver<Role>,
-    tokio::task::JoinHandle<()>,
-) {
+    supervisor: &Supervisor,
+    shutdown: &Shutdown,
+) -> tokio::sync::watch::Receiver<Role> {
     let namespace = args
         .lease_namespace
         .clone()
@@ -268,9 +265,13 @@ fn campaign(
         "leader election",
         leader::note(&Role::Unknown, &lease).map(|n| (n, false)),
     );
-    let running = tokio::spawn(election.run(sender, shutdown));
+    supervisor.spawn(
+        "leader election",
+        election.run(sender, shutdown.draining.clone()),
+    );
     let mut follow = receiver.clone();
-    tokio::spawn(async move {
+    // Ends with the election, which owns the sender.
+    supervisor.spawn("leader role report", async move {
         while follow.changed().await.is_ok() {
             let role = follow.borrow_and_update().clone();
             store.report(
@@ -279,7 +280,7 @@ fn campaign(
             );
         }
     });
-    (receiver, running)
+    receiver
 }
 
 /// `--once`: one fetch and every export, or an error naming what failed; nothing is exported

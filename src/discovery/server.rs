@@ -157,7 +157,6 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
 mod tests {
     use super::*;
     use crate::discovery::document::{public_keys, render};
-    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
     use tower::ServiceExt;
 
@@ -175,7 +174,10 @@ mod tests {
         let issuer = "https://h.example/:team/*x";
         let s = Duration::from_secs;
         let settings = Settings::new(issuer, s(60), s(600), s(5)).unwrap();
-        let store = Arc::new(Store::new(s(600), Arc::new(AtomicBool::new(false))));
+        let store = Arc::new(Store::new(
+            s(600),
+            tokio_util::sync::CancellationToken::new(),
+        ));
         let router = public_router(store.clone(), Default::default(), &settings);
         assert_eq!(
             status(&router, "GET", "/:team/*x/openid/v1/jwks").await,

@@ -1,13 +1,13 @@
 //! The published documents, swapped atomically, and what readiness follows from them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
 
 use super::document::{Documents, Rendered};
 use crate::serving::health::Readiness;
@@ -58,13 +58,13 @@ pub struct Store {
     failure: Mutex<Option<Failure>>,
     /// By what they concern (`export to s3://…`, `public check`).
     problems: Mutex<BTreeMap<String, Problem>>,
-    draining: Arc<AtomicBool>,
+    draining: CancellationToken,
 }
 
 impl Store {
     /// Empty until the first [`publish`](Self::publish); documents older than `max_stale` are not
     /// served.
-    pub fn new(max_stale: Duration, draining: Arc<AtomicBool>) -> Self {
+    pub fn new(max_stale: Duration, draining: CancellationToken) -> Self {
         Self {
             current: ArcSwapOption::empty(),
             max_stale,
@@ -136,7 +136,7 @@ impl Store {
     /// `Ok` (with notes on non-blocking problems) when the public paths answer and nothing
     /// blocks; otherwise why not.
     pub fn readiness(&self) -> Readiness {
-        if self.draining.load(Ordering::Acquire) {
+        if self.draining.is_cancelled() {
             return Err("shutting down".into());
         }
         let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,7 +177,7 @@ mod tests {
     use crate::discovery::document::sample_documents as docs;
 
     fn store(max_stale: Duration) -> Store {
-        Store::new(max_stale, Arc::new(AtomicBool::new(false)))
+        Store::new(max_stale, CancellationToken::new())
     }
 
     #[test]
@@ -255,10 +255,10 @@ mod tests {
 
     #[test]
     fn draining_is_not_ready() {
-        let draining = Arc::new(AtomicBool::new(false));
+        let draining = CancellationToken::new();
         let store = Store::new(Duration::from_secs(60), draining.clone());
         store.publish(&docs("a"));
-        draining.store(true, Ordering::Release);
+        draining.cancel();
         assert_eq!(store.readiness().unwrap_err(), "shutting down");
     }
 }

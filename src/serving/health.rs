@@ -1,7 +1,5 @@
 //! The plain health and metrics endpoint every server runs beside its public one.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
@@ -9,32 +7,49 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::server::{Limits, serve};
+use super::shutdown::Shutdown;
+use super::supervisor::Supervisor;
 
-/// How long in-flight health requests may take after shutdown.
-const DRAIN: Duration = Duration::from_secs(1);
-
-/// Serves [`health_router`] on `listener`, plain HTTP under the default limits, until
-/// `shutdown`.
+/// Serves [`health_router`] on `listener`, plain HTTP under the default limits, until `done`
+/// (the public server has finished): probes keep being answered through the whole shutdown.
 pub async fn serve_health(
     listener: TcpListener,
+    supervisor: Supervisor,
     ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
     metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
-    shutdown: CancellationToken,
+    done: CancellationToken,
 ) {
-    let router = health_router(ready, metrics);
-    serve(listener, None, router, Limits::default(), shutdown, DRAIN).await;
+    let router = health_router(move || supervisor.liveness(), ready, metrics);
+    serve(
+        listener,
+        None,
+        router,
+        Limits::default(),
+        Shutdown::with(done),
+    )
+    .await;
 }
 
 /// Ready with notes that need an operator but do not stop traffic, or not ready and why.
 pub type Readiness = Result<Vec<String>, String>;
 
-/// `/livez`, `/readyz` (503 with the reason when `ready` says so, else 200 with any notes) and
-/// `/metrics` (the text
-/// `metrics` renders), for a plain listener that is never exposed publicly.
+/// `/livez` (503 with the reason when `live` says so), `/readyz` (503 with the reason when
+/// `ready` says so, else 200 with any notes) and `/metrics` (the text `metrics` renders), for a
+/// plain listener that is never exposed publicly.
 pub fn health_router(
+    live: impl Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
     ready: impl Fn() -> Readiness + Clone + Send + Sync + 'static,
     metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
 ) -> Router {
+    let livez = move || {
+        let live = live.clone();
+        async move {
+            match live() {
+                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+            }
+        }
+    };
     let readyz = move || {
         let ready = ready.clone();
         async move {
@@ -60,7 +75,7 @@ pub fn health_router(
         }
     };
     Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }

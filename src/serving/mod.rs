@@ -1,6 +1,6 @@
 //! What every server of this crate shares: TLS with reload, listeners, the health endpoint,
-//! shared metrics, signals, logging, the Kubernetes and AWS clients, atomic file writes, and the
-//! HTTPS probe that fetches a public issuer the way STS does.
+//! shared metrics, shutdown and task supervision, logging, the Kubernetes and AWS clients,
+//! atomic file writes, and the HTTPS probe that fetches a public issuer the way STS does.
 
 pub mod aws;
 pub mod body;
@@ -12,5 +12,6 @@ pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod server;
-pub mod signals;
+pub mod shutdown;
+pub mod supervisor;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! HTTP/1.1 and HTTP/2 serving of a router on a listener, over TLS or plain, with the
-//! [`Limits`] every connection lives under and graceful drain.
+//! [`Limits`] every connection lives under and a shutdown no client notices ([`Shutdown`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::{HeaderValue, Version, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,11 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::shutdown::Shutdown;
 use super::tls::ReloadingConfig;
 
 /// Deadlines and caps of every connection of a server. The numbers fit kube-apiserver as a
-/// client: it keeps a few HTTP/2 connections per replica, sends a request as soon as it
-/// connects, and sends bodies up to about 1.5 MiB (etcd's object limit).
+/// client: it keeps HTTP/1.1 keep-alive connections to a webhook named by a Service (HTTP/2
+/// only to a loopback URL), sends a request as soon as it connects, and sends bodies up to
+/// about 1.5 MiB (etcd's object limit).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// From accept to the end of the TLS handshake.
@@ -34,6 +37,9 @@ pub struct Limits {
     /// From accept to the first request's headers; a connection that sends nothing is closed.
     pub first_request: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY first).
+    /// Longer than any client keeps an idle connection (Go's, kube-apiserver's, 90 s), so the
+    /// client always closes first: an HTTP/1.1 connection closed by the server as the client
+    /// reuses it loses that request, and Go does not retry a POST.
     pub idle: Duration,
     /// How long a closing connection may finish its requests before it is dropped.
     pub close_grace: Duration,
@@ -58,7 +64,7 @@ impl Default for Limits {
         Self {
             handshake: Duration::from_secs(10),
             first_request: Duration::from_secs(10),
-            idle: Duration::from_secs(90),
+            idle: Duration::from_secs(120),
             close_grace: Duration::from_secs(5),
             max_connections: 256,
             max_streams: 32,
@@ -87,24 +93,27 @@ pub async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) with HTTP/1.1 and HTTP/2 under
-/// `limits` until `shutdown` is cancelled, then lets in-flight requests finish for up to `drain`.
+/// `limits`, through the phases of `shutdown`: while draining every answer asks its client to
+/// move on (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY) and new connections are still
+/// accepted; once closing the listener is dropped and open connections finish; once stopped
+/// whatever is still open is dropped. Returns when every connection has ended or at `stopped`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ReloadingConfig>>,
     router: Router,
     limits: Limits,
-    shutdown: CancellationToken,
-    drain: Duration,
+    shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
     let limits = Arc::new(limits);
     let open = Arc::new(OpenConnections::default());
+    let drain = Arc::new(DrainCounts::default());
     let tracker = TaskTracker::new();
     let local = listener.local_addr().ok();
     loop {
         tokio::select! {
             () = open.room(limits.max_connections) => {}
-            () = shutdown.cancelled() => break,
+            () = shutdown.closing.cancelled() => break,
         }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -116,8 +125,11 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => break,
+            () = shutdown.closing.cancelled() => break,
         };
+        if let Some(after) = shutdown.since_began() {
+            drain.accepted(after);
+        }
         let _ = stream.set_nodelay(true);
         let conn = Connection {
             entry: open.register(),
@@ -125,7 +137,7 @@ pub async fn serve(
             builder: builder.clone(),
             limits: limits.clone(),
             shutdown: shutdown.clone(),
-            drain,
+            drain: drain.clone(),
         };
         let tls = tls.as_ref().map(|tls| TlsAcceptor::from(tls.current()));
         tracker.spawn(async move {
@@ -140,11 +152,12 @@ pub async fn serve(
                     match tokio::select! {
                         done = handshake => Some(done),
                         () = conn.entry.evicted.cancelled() => None,
+                        () = conn.shutdown.stopped.cancelled() => None,
                     } {
                         Some(Ok(Ok(stream))) => conn.run(stream, started).await,
                         Some(Ok(Err(err))) => log_handshake(peer, &err.to_string()),
                         Some(Err(_)) => log_handshake(peer, "timed out"),
-                        None => log_handshake(peer, "evicted: too many connections"),
+                        None => log_handshake(peer, "evicted or stopped"),
                     }
                 }
             }
@@ -152,9 +165,47 @@ pub async fn serve(
     }
     drop(listener);
     tracker.close();
-    tokio::select! {
-        () = tracker.wait() => tracing::debug!(address = ?local, "all connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!(address = ?local, ?drain, "connections still open after the drain timeout"),
+    let dropped = tokio::select! {
+        () = tracker.wait() => 0,
+        () = shutdown.stopped.cancelled() => open.len(),
+    };
+    if shutdown.since_began().is_some() {
+        drain.report(local, dropped);
+    }
+}
+
+/// What happened to one listener after the shutdown began, logged when it ends: how long new
+/// connections kept coming (what `--shutdown-delay` must cover) and what was still open at the
+/// end of the drain.
+#[derive(Default)]
+struct DrainCounts {
+    accepted: AtomicUsize,
+    last_accept: Mutex<Option<Duration>>,
+    answered: AtomicUsize,
+}
+
+impl DrainCounts {
+    fn accepted(&self, after: Duration) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        *self.last_accept.lock().unwrap_or_else(|e| e.into_inner()) = Some(after);
+    }
+
+    fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, address: Option<SocketAddr>, dropped: usize) {
+        let last = *self.last_accept.lock().unwrap_or_else(|e| e.into_inner());
+        let last_ms = last.map(|d| d.as_millis() as u64);
+        let (accepted, answered) = (
+            self.accepted.load(Ordering::Relaxed),
+            self.answered.load(Ordering::Relaxed),
+        );
+        if dropped > 0 {
+            tracing::warn!(address = ?address, accepted, last_accept_ms = last_ms, answered, dropped, "drain timeout: connections still open were dropped (raise --shutdown-timeout if this repeats)");
+        } else {
+            tracing::info!(address = ?address, accepted, last_accept_ms = last_ms, answered, "drained: every connection closed");
+        }
     }
 }
 
@@ -183,13 +234,25 @@ struct Connection {
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<Limits>,
-    shutdown: CancellationToken,
-    drain: Duration,
+    shutdown: Shutdown,
+    drain: Arc<DrainCounts>,
+}
+
+/// Whether, and until when, a connection is being closed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    No,
+    /// Asked to close (idle, evicted): dropped at this instant if it has not ended.
+    Until(Instant),
+    /// GOAWAY sent for the shutdown: it ends by itself or is dropped when the drain ends.
+    AtStop,
 }
 
 impl Connection {
     /// Serves the connection until the peer closes it, it is idle too long, it is evicted, or
-    /// the server shuts down; closing lets in-flight requests finish within a grace period.
+    /// the drain ends. An idle connection is only ever closed after longer than any client
+    /// keeps one idle; during the shutdown, HTTP/1.1 answers carry `Connection: close` and an
+    /// HTTP/2 connection gets GOAWAY, so no request is ever sent on a connection we close.
     async fn run<I>(self, io: I, started: Instant)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -198,12 +261,23 @@ impl Connection {
         let service = {
             let (router, activity, entry) =
                 (self.router.clone(), activity.clone(), self.entry.clone());
+            let (draining, drain) = (self.shutdown.draining.clone(), self.drain.clone());
             hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                 entry.mark_used();
-                let busy = activity.begin();
+                let http1 = request.version() < Version::HTTP_2;
+                let busy = activity.begin(!http1);
                 let response = router.clone().oneshot(request.map(Body::new));
+                let (draining, drain) = (draining.clone(), drain.clone());
                 async move {
-                    let response = response.await;
+                    let mut response = response.await;
+                    if draining.is_cancelled() {
+                        drain.answered();
+                        if let (true, Ok(response)) = (http1, &mut response) {
+                            response
+                                .headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                    }
                     drop(busy);
                     response
                 }
@@ -211,10 +285,19 @@ impl Connection {
         };
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
-        let mut closing_until: Option<Instant> = None;
+        let mut closing = Closing::No;
         loop {
-            let deadline =
-                closing_until.unwrap_or_else(|| activity.deadline(started, &self.limits));
+            let draining = self.shutdown.draining.is_cancelled();
+            if draining && closing == Closing::No && activity.http2() {
+                // GOAWAY (twice, with a PING between, so streams racing it are still served).
+                conn.as_mut().graceful_shutdown();
+                closing = Closing::AtStop;
+            }
+            let deadline = match closing {
+                Closing::No => Some(activity.deadline(started, &self.limits)),
+                Closing::Until(at) => Some(at),
+                Closing::AtStop => None,
+            };
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(err) = result {
@@ -222,28 +305,36 @@ impl Connection {
                     }
                     return;
                 }
-                () = tokio::time::sleep_until(deadline) => {
-                    if closing_until.is_some() {
+                () = sleep_until_some(deadline) => {
+                    if closing != Closing::No {
                         tracing::debug!("connection still busy after the close grace period: dropped");
                         return;
                     }
                     if activity.deadline(started, &self.limits) <= Instant::now() {
                         tracing::debug!(requests = activity.started(), "idle connection closed");
                         conn.as_mut().graceful_shutdown();
-                        closing_until = Some(Instant::now() + self.limits.close_grace);
+                        closing = Closing::Until(Instant::now() + self.limits.close_grace);
                     }
                 }
-                () = self.entry.evicted.cancelled(), if closing_until.is_none() => {
+                () = self.entry.evicted.cancelled(), if closing == Closing::No => {
                     tracing::debug!("connection without a request evicted: too many connections");
                     conn.as_mut().graceful_shutdown();
-                    closing_until = Some(Instant::now() + self.limits.close_grace);
+                    closing = Closing::Until(Instant::now() + self.limits.close_grace);
                 }
-                () = self.shutdown.cancelled(), if closing_until.is_none() => {
-                    conn.as_mut().graceful_shutdown();
-                    closing_until = Some(Instant::now() + self.drain);
-                }
+                // Look again: an HTTP/2 connection gets its GOAWAY.
+                () = self.shutdown.draining.cancelled(), if !draining => {}
+                () = activity.changed.notified(), if draining && closing == Closing::No => {}
+                () = self.shutdown.stopped.cancelled() => return,
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -253,13 +344,25 @@ struct Activity {
     in_flight: AtomicUsize,
     started: AtomicUsize,
     last_end: Mutex<Option<Instant>>,
+    /// Whether the requests come over HTTP/2 (known from the first one).
+    http2: AtomicBool,
+    /// Signalled when a request begins.
+    changed: Notify,
 }
 
 impl Activity {
-    fn begin(self: &Arc<Self>) -> Busy {
+    fn begin(self: &Arc<Self>, http2: bool) -> Busy {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::AcqRel);
+        if http2 {
+            self.http2.store(true, Ordering::Release);
+        }
+        self.changed.notify_one();
         Busy(self.clone())
+    }
+
+    fn http2(&self) -> bool {
+        self.http2.load(Ordering::Acquire)
     }
 
     fn started(&self) -> usize {
@@ -325,6 +428,15 @@ impl OpenConnections {
             }
             closed.await;
         }
+    }
+
+    /// How many connections are open.
+    fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .len()
     }
 
     fn register(self: &Arc<Self>) -> Entry {

@@ -3,11 +3,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use super::compat::{DEFAULT_TLS_CERT, DEFAULT_TLS_KEY, InClusterCertificate, ReferenceFlags};
 use super::metrics::Metrics;
@@ -19,8 +19,10 @@ use crate::injection::manifest;
 use crate::serving::health::serve_health;
 use crate::serving::metrics::count_reloads;
 use crate::serving::server::Limits;
+use crate::serving::shutdown::{Shutdown, ShutdownArgs};
+use crate::serving::supervisor::Supervisor;
 use crate::serving::tls::ReloadingConfig;
-use crate::serving::{kube_client, server, signals};
+use crate::serving::{kube_client, server};
 
 /// `serve`: flags.
 #[derive(Debug, Args)]
@@ -81,9 +83,8 @@ pub struct ServeArgs {
     /// Longest wait for the API server when a ServiceAccount is not in the index yet.
     #[arg(long, env = "IRSA_LOOKUP_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     lookup_timeout: Duration,
-    /// Longest wait for in-flight requests after SIGTERM.
-    #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
-    shutdown_timeout: Duration,
+    #[command(flatten)]
+    shutdown: ShutdownArgs,
     #[command(flatten)]
     reference: ReferenceFlags,
 }
@@ -137,6 +138,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let certificate = args.certificate()?;
     let runtime = server::runtime()?;
     runtime.block_on(async move {
+        let shutdown = Shutdown::on_signal(&args.shutdown);
+        let supervisor = Supervisor::new(shutdown.clone());
         let self_managed = matches!(certificate, Certificate::SelfManaged(..));
         let client = if args.service_accounts_file.is_none() || self_managed {
             Some(
@@ -158,7 +161,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             )?),
             Certificate::SelfManaged(cert, webhook_config) => {
                 let cluster = client.clone().context("no Kubernetes client")?;
-                self_managed_tls(cert, webhook_config, args.cert_check_interval, cluster.client, &metrics)
+                self_managed_tls(cert, webhook_config, args.cert_check_interval, cluster.client, &metrics, &supervisor)
                     .await?
             }
         };
@@ -175,7 +178,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 let cluster = client.expect("a client exists without --service-accounts-file");
                 let (index, watch) =
                     Index::watch(cluster, args.lookup_timeout, cfg.clone(), metrics.clone());
-                tokio::spawn(watch);
+                supervisor.spawn("ServiceAccount watch", watch);
                 index
             }
         };
@@ -185,31 +188,37 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let health_listener = server::bind(health_addr, "--metrics-port").await?;
         tracing::info!(webhook = %webhook_addr, health = %health_addr, "listening");
 
-        let (shutdown, draining) = signals::on_signal(args.shutdown_timeout);
         let webhook = Arc::new(Webhook::new(cfg, index.clone(), metrics.clone()));
-        let admission = server::serve(
-            webhook_listener,
-            Some(tls),
-            webhook_router(webhook),
-            Limits::default(),
-            shutdown.clone(),
-            args.shutdown_timeout,
-        );
+        let served = CancellationToken::new();
+        let admission = async {
+            server::serve(
+                webhook_listener,
+                Some(tls),
+                webhook_router(webhook),
+                Limits::default(),
+                shutdown.clone(),
+            )
+            .await;
+            served.cancel();
+        };
+        let draining = shutdown.draining.clone();
         let health = serve_health(
             health_listener,
+            supervisor,
             move || {
-                if draining.load(Ordering::Acquire) {
+                if draining.is_cancelled() {
                     Err("shutting down".into())
-                } else if !index.is_ready() {
-                    Err("ServiceAccount index not synced yet".into())
                 } else {
-                    Ok(Vec::new())
+                    index.readiness()
                 }
             },
             move || metrics.encode(),
-            shutdown.clone(),
+            served.clone(),
         );
         tokio::join!(admission, health);
+        if shutdown.failed() {
+            bail!("stopped after a background task failed (see the error above)");
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -223,6 +232,7 @@ async fn self_managed_tls(
     check_interval: Duration,
     client: kube::Client,
     metrics: &Metrics,
+    supervisor: &Supervisor,
 ) -> Result<Arc<ReloadingConfig>> {
     let manager = CertSecret::new(
         client,
@@ -244,6 +254,9 @@ async fn self_managed_tls(
         &key,
         count_reloads(&metrics.tls_reloads),
     )?);
-    tokio::spawn(manager.maintain(tls.clone(), material, check_interval));
+    supervisor.spawn(
+        "certificate upkeep",
+        manager.maintain(tls.clone(), material, check_interval),
+    );
     Ok(tls)
 }

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub annotated_service_accounts: Gauge,
     /// Index (re)lists completed.
     pub index_syncs: Counter,
+    /// Errors of the ServiceAccount watch (each followed by a retry with backoff).
+    pub watch_errors: Counter,
     /// TLS certificate reloads, `ok` or `error`.
     pub tls_reloads: Family<ResultLabels, Counter>,
 }
@@ -61,6 +63,7 @@ impl Default for Metrics {
         let service_accounts = Gauge::default();
         let annotated_service_accounts = Gauge::default();
         let index_syncs = Counter::default();
+        let watch_errors = Counter::default();
         let tls_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "admissions",
@@ -98,6 +101,11 @@ impl Default for Metrics {
             index_syncs.clone(),
         );
         registry.register(
+            "serviceaccount_watch_errors",
+            "Errors of the ServiceAccount watch, each retried with backoff",
+            watch_errors.clone(),
+        );
+        registry.register(
             "tls_reloads",
             "TLS certificate reloads by result",
             tls_reloads.clone(),
@@ -111,6 +119,7 @@ impl Default for Metrics {
             service_accounts,
             annotated_service_accounts,
             index_syncs,
+            watch_errors,
             tls_reloads,
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
@@ -17,6 +17,7 @@ use crate::injection::config::InjectionConfig;
 use crate::injection::identity::SaAnnotations;
 use crate::injection::manifest::ServiceAccountEntry;
 use crate::serving::errors::chain;
+use crate::serving::health::Readiness;
 use crate::serving::kube_client::Cluster;
 use crate::webhook::metrics::Metrics;
 
@@ -49,6 +50,7 @@ pub struct Index {
 struct Inner {
     store: RwLock<Store>,
     ready: AtomicBool,
+    watch: Mutex<WatchHealth>,
     cfg: Arc<InjectionConfig>,
     metrics: Arc<Metrics>,
     /// `None` for a static index loaded from a file.
@@ -113,6 +115,7 @@ impl Index {
             inner: Arc::new(Inner {
                 store: RwLock::new(store),
                 ready: AtomicBool::new(false),
+                watch: Mutex::default(),
                 cfg,
                 metrics,
                 api,
@@ -123,6 +126,27 @@ impl Index {
     /// True once a complete list has been loaded; stays true across relists.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// For `/readyz`: not ready before the first complete list; afterwards ready, with a note
+    /// while the watch is failing (the index may then miss changes; lookups of ServiceAccounts
+    /// it lacks still ask the API server).
+    pub fn readiness(&self) -> Readiness {
+        if !self.is_ready() {
+            return Err(self.watch_health().note(Instant::now()).map_or_else(
+                || "ServiceAccount index not synced yet".to_owned(),
+                |note| format!("ServiceAccount index not synced yet: {note}"),
+            ));
+        }
+        Ok(self
+            .watch_health()
+            .note(Instant::now())
+            .into_iter()
+            .collect())
+    }
+
+    fn watch_health(&self) -> std::sync::MutexGuard<'_, WatchHealth> {
+        self.inner.watch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Looks a ServiceAccount up, asking the API server (once for all concurrent askers, bounded
@@ -292,8 +316,13 @@ impl Index {
         let mut relist: Option<Store> = None;
         while let Some(event) = events.next().await {
             let event = match event {
-                Ok(event) => event,
+                Ok(event) => {
+                    self.watch_health().healthy();
+                    event
+                }
                 Err(err) => {
+                    self.inner.metrics.watch_errors.inc();
+                    self.watch_health().failed(Instant::now(), chain(&err));
                     let api_server = self.inner.api.as_ref().map_or("", |a| a.url.as_str());
                     if streaming && !self.is_ready() && refuses_streaming(&err) {
                         tracing::info!(%api_server, error = %chain(&err), "the API server does not stream lists; listing ServiceAccounts in pages instead");
@@ -343,6 +372,51 @@ impl Index {
                 }
             }
         }
+    }
+}
+
+/// How long after its last error the watch still counts as failing: longer than the watcher's
+/// longest backoff with jitter (30 s, doubled at most), so a watch that keeps failing never
+/// looks healthy between two retries, and one that recovered on a quiet cluster (which sends no
+/// event to prove it) stops being reported within this time.
+const FAILING_WINDOW: Duration = Duration::from_secs(90);
+
+/// Whether the ServiceAccount watch is failing, for `/readyz`.
+#[derive(Debug, Default)]
+struct WatchHealth {
+    /// The first error after the last healthy spell.
+    failing_since: Option<Instant>,
+    /// The newest error and when it happened.
+    last_error: Option<(Instant, String)>,
+}
+
+impl WatchHealth {
+    fn failed(&mut self, at: Instant, error: String) {
+        if self.note(at).is_none() {
+            self.failing_since = Some(at);
+        }
+        self.last_error = Some((at, error));
+    }
+
+    fn healthy(&mut self) {
+        *self = Self::default();
+    }
+
+    /// What `/readyz` says about a watch that failed within [`FAILING_WINDOW`] of `now`.
+    fn note(&self, now: Instant) -> Option<String> {
+        let (at, error) = self.last_error.as_ref()?;
+        let ago = now.saturating_duration_since(*at);
+        if ago >= FAILING_WINDOW {
+            return None;
+        }
+        let since = now.saturating_duration_since(self.failing_since.unwrap_or(*at));
+        let whole = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        Some(format!(
+            "the ServiceAccount watch has been failing for {} (last error {} ago: {error}); \
+             role annotation changes may be missed until it recovers",
+            whole(since),
+            whole(ago)
+        ))
     }
 }
 
@@ -410,6 +484,31 @@ fn insert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_watch_is_noted_until_it_recovers_or_the_window_passes() {
+        let start = Instant::now();
+        let mut health = WatchHealth::default();
+        assert_eq!(health.note(start), None);
+        health.failed(start, "connection refused".into());
+        health.failed(start + Duration::from_secs(30), "403 Forbidden".into());
+        let note = health.note(start + Duration::from_secs(40)).unwrap();
+        assert_eq!(
+            note,
+            "the ServiceAccount watch has been failing for 40s (last error 10s ago: 403 \
+             Forbidden); role annotation changes may be missed until it recovers"
+        );
+        assert_eq!(
+            health.note(start + Duration::from_secs(30) + FAILING_WINDOW),
+            None,
+            "no error for longer than any backoff: recovered"
+        );
+        health.failed(start + Duration::from_secs(200), "timed out".into());
+        let note = health.note(start + Duration::from_secs(201)).unwrap();
+        assert!(note.contains("failing for 1s"), "a new spell: {note}");
+        health.healthy();
+        assert_eq!(health.note(start + Duration::from_secs(202)), None);
+    }
 
     fn entry(ns: &str, name: &str, role: Option<&str>) -> ServiceAccountEntry {
         ServiceAccountEntry {

@@ -308,6 +308,84 @@ pub async fn request(
     Ok((status, body))
 }
 
+/// A kept-alive client connection (HTTP/2 when `h2`): several requests on it, and whether the
+/// server has closed it.
+pub struct KeptAlive {
+    sender: Sender,
+    /// The connection's task: finished once the connection has ended.
+    driver: tokio::task::JoinHandle<()>,
+}
+
+enum Sender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl KeptAlive {
+    /// Opens a TLS connection to `addr` and completes the HTTP handshake.
+    pub async fn open(addr: SocketAddr, roots: RootCertStore, h2: bool) -> std::io::Result<Self> {
+        let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+        let io = TokioIo::new(tls_connect(addr, roots, alpn, rustls::ALL_VERSIONS).await?);
+        let to_io = |e: hyper::Error| std::io::Error::other(e.to_string());
+        let (sender, driver) = if h2 {
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(to_io)?;
+            (
+                Sender::Http2(sender),
+                tokio::spawn(async move { conn.await.ok().unwrap_or(()) }),
+            )
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(to_io)?;
+            (
+                Sender::Http1(sender),
+                tokio::spawn(async move { conn.await.ok().unwrap_or(()) }),
+            )
+        };
+        Ok(Self { sender, driver })
+    }
+
+    /// `POST path` with a JSON `body`: status, headers and body of the answer.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), hyper::Error> {
+        let request = hyper::Request::post(format!("https://localhost{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = match &mut self.sender {
+            Sender::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+            Sender::Http2(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+        };
+        let (parts, body) = response.into_parts();
+        Ok((
+            parts.status.as_u16(),
+            parts.headers,
+            body.collect().await?.to_bytes(),
+        ))
+    }
+
+    /// Whether the connection has ended (closed by the server, or GOAWAY and done).
+    pub fn is_closed(&self) -> bool {
+        self.driver.is_finished()
+    }
+
+    /// Waits up to `limit` for the connection to end; whether it did.
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, &mut self.driver).await.is_ok()
+    }
+}
+
 pub mod cluster;
 pub mod discovery;
 pub mod e2e;

@@ -1,7 +1,6 @@
 //! A second mutating webhook for reinvocation tests: it adds a container named `late`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,8 +39,7 @@ impl SidecarWebhook {
             Some(Arc::new(tls)),
             router,
             irsa_webhook::serving::server::Limits::default(),
-            stop.clone(),
-            Duration::from_secs(1),
+            irsa_webhook::serving::shutdown::Shutdown::with(stop.clone()),
         ));
         Self {
             addr,
