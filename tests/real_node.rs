@@ -12,12 +12,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use support::chaos;
 use support::helm::{Helm, chart};
 use support::node::Node;
 use support::sts::{ACCOUNT, Moto};
@@ -116,6 +116,8 @@ fn the_chart_runs_on_a_real_node_and_an_unchanged_pod_gets_its_role() {
         "awsDefaultRegion=us-east-1".into(),
         "discovery.enabled=true".into(),
         format!("discovery.issuerUrl={issuer}"),
+        // The certificate rotation of the chaos run is picked up within seconds.
+        "certificates.self.checkInterval=5s".into(),
     ];
     let mut install = vec![
         "install",
@@ -297,7 +299,7 @@ spec:
         "{tested}"
     );
 
-    rolling_restart_loses_no_pod(&node, &values);
+    chaos_loses_no_pod(&node);
     helm_test_names_a_missing_image(&node, &values);
     node.stop();
 }
@@ -313,119 +315,58 @@ fn upgrade(node: &Node, values: &[String], more: &[&str]) {
     helm(node, &args).unwrap_or_else(|e| panic!("helm upgrade: {e}"));
 }
 
-/// Pods created without pause through a rolling restart of the webhook under
-/// `failurePolicy: Fail`: none refused, every one mutated.
-fn rolling_restart_loses_no_pod(node: &Node, values: &[String]) {
-    upgrade(
-        node,
-        values,
-        &["--wait", "--set", "webhook.failurePolicy=Fail"],
-    );
-    ready_pods(node, NS, "app.kubernetes.io/component=webhook", 2);
-
-    let restarting = Arc::new(AtomicBool::new(true));
-    let creator = {
-        let restarting = restarting.clone();
-        let kubeconfig = node.kubeconfig.clone();
-        std::thread::spawn(move || {
-            support::cluster::block_on(async move {
-                let client = support::cluster::client(&kubeconfig).await;
-                let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                    kube::Api::namespaced(client, APPS);
-                let (mut created, mut failures) = (0_usize, Vec::new());
-                let mut i = 0;
-                while restarting.load(Ordering::SeqCst) || i < 20 {
-                    i += 1;
-                    // Never scheduled: admission is what is tested, not the node's capacity.
-                    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
-                        "metadata": {"name": format!("during-restart-{i}"), "labels": {"test": "restart"}},
-                        "spec": {
-                            "serviceAccountName": "app",
-                            "nodeSelector": {"irsa-webhook.test/never": "true"},
-                            "containers": [{"name": "app", "image": "localhost/aws-cli:dev", "imagePullPolicy": "Never"}]
-                        }
-                    }))
-                    .unwrap();
-                    match pods.create(&Default::default(), &pod).await {
-                        Ok(made) => {
-                            created += 1;
-                            let mutated = made
-                                .spec
-                                .as_ref()
-                                .unwrap()
-                                .volumes
-                                .iter()
-                                .flatten()
-                                .any(|v| v.name == "aws-iam-token");
-                            if !mutated {
-                                failures
-                                    .push(format!("{}: not mutated", made.metadata.name.unwrap()));
-                            }
-                        }
-                        Err(e) => failures.push(format!("create {i}: {e}")),
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                (created, failures)
-            })
-        })
+/// The faults of a webhook's life while pods are created without pause through both failure
+/// policies (`tests/support/chaos.rs`): five rolling restarts, a graceful pod delete and a
+/// certificate rotation lose nothing, neither a refused create under `Fail` nor a pod without
+/// its injection under the chart's default `Ignore`; pods created after an API server restart
+/// are injected; the discovery Deployment rolls without a failed JWKS fetch; a SIGKILL and a
+/// network cut cost only calls made before the kubelet and the endpoints noticed.
+fn chaos_loses_no_pod(node: &Node) {
+    let plan = chaos::Plan {
+        namespace: NS.into(),
+        webhook: format!("{RELEASE}-irsa-webhook"),
+        secret: format!("{RELEASE}-irsa-webhook-tls"),
+        discovery: Some(format!("{RELEASE}-irsa-webhook-discovery")),
+        rollouts: 5,
+        per_policy: 2,
+        rate: 5.0,
+        ungraceful: true,
     };
-    let started = Instant::now();
-    node.kubectl(&[
-        "rollout",
-        "restart",
-        "deployment",
-        "-n",
-        NS,
-        &format!("{RELEASE}-irsa-webhook"),
-    ])
-    .unwrap();
-    node.kubectl(&[
-        "rollout",
-        "status",
-        "deployment",
-        "-n",
-        NS,
-        &format!("{RELEASE}-irsa-webhook"),
-        "--timeout=180s",
-    ])
-    .unwrap_or_else(|e| panic!("rollout: {e}"));
-    // The old pods drain after the new ones are ready: the restart ends when they are gone.
-    node.wait("the old webhook pods gone", LIMIT, || {
-        let pods = node.json(&[
-            "get",
-            "pods",
-            "-n",
-            NS,
-            "-l",
-            "app.kubernetes.io/component=webhook",
-        ]);
-        (pods["items"].as_array().unwrap().len() == 2).then_some(())
-    });
-    let restart = started.elapsed();
-    restarting.store(false, Ordering::SeqCst);
-    let (created, failures) = creator.join().unwrap();
+    let outcomes = chaos::run(node, &plan);
+    let report = &outcomes.report;
+    eprintln!("{}", report.table());
+    for phase in chaos::GRACEFUL {
+        let losses = report.losses_in(phase);
+        assert!(
+            losses.is_empty(),
+            "{phase}: {losses:#?}\n{}",
+            report.table()
+        );
+        let unavailable = report
+            .in_phase(phase)
+            .filter(|s| matches!(s.outcome, chaos::Outcome::Unavailable(_)))
+            .count();
+        assert_eq!(unavailable, 0, "{phase}\n{}", report.table());
+    }
+    let rolling = report.in_phase(chaos::GRACEFUL[1]).count();
     assert!(
-        failures.is_empty(),
-        "during a {restart:?} rolling restart: {failures:#?}"
+        rolling >= 100,
+        "too few creates to mean anything: {rolling}"
     );
-    // 20 are made after the restart; the rest overlapped it.
+    let after_restart = report.losses_in(chaos::APISERVER[1]);
+    assert!(after_restart.is_empty(), "{after_restart:#?}");
     assert!(
-        created >= 30,
-        "only {} pods were created during a {restart:?} restart",
-        created.saturating_sub(20)
+        outcomes.fetch_failures.is_empty(),
+        "{} of {} JWKS fetches failed while discovery rolled: {:#?}",
+        outcomes.fetch_failures.len(),
+        outcomes.fetches,
+        outcomes.fetch_failures
     );
-    eprintln!("rolling restart in {restart:?}: {created} pods created, all mutated");
-    node.kubectl(&[
-        "delete",
-        "pods",
-        "-n",
-        APPS,
-        "-l",
-        "test=restart",
-        "--wait=false",
-    ])
-    .unwrap();
+    assert!(outcomes.fetches >= 100, "{} fetches", outcomes.fetches);
+    for recovered in [chaos::UNGRACEFUL[1], chaos::UNGRACEFUL[3]] {
+        let losses = report.losses_in(recovered);
+        assert!(losses.is_empty(), "{recovered}: {losses:#?}");
+    }
 }
 
 /// With an image that is not on the node, `helm test` fails and the test pod says why.

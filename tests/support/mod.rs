@@ -237,9 +237,21 @@ pub fn roots(cas: &[&str]) -> RootCertStore {
     roots
 }
 
-/// A TLS connection to `addr` offering `alpn`, restricted to `versions`.
+/// A TLS connection to `addr` as `localhost`, offering `alpn`, restricted to `versions`.
 pub async fn tls_connect(
     addr: SocketAddr,
+    roots: RootCertStore,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    tls_connect_to(addr, "localhost", roots, alpn, versions).await
+}
+
+/// A TLS connection to `addr` for server name `name`, offering `alpn`, restricted to
+/// `versions`.
+pub async fn tls_connect_to(
+    addr: SocketAddr,
+    name: &str,
     roots: RootCertStore,
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
@@ -252,8 +264,9 @@ pub async fn tls_connect(
             .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(name.to_owned()).map_err(std::io::Error::other)?;
     TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(name, tcp)
         .await
 }
 
@@ -325,7 +338,23 @@ impl KeptAlive {
     /// Opens a TLS connection to `addr` and completes the HTTP handshake.
     pub async fn open(addr: SocketAddr, roots: RootCertStore, h2: bool) -> std::io::Result<Self> {
         let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
-        let io = TokioIo::new(tls_connect(addr, roots, alpn, rustls::ALL_VERSIONS).await?);
+        Self::handshake(
+            tls_connect(addr, roots, alpn, rustls::ALL_VERSIONS).await?,
+            h2,
+        )
+        .await
+    }
+
+    /// Opens a plain HTTP/1.1 connection to `addr`.
+    pub async fn plain(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::handshake(TcpStream::connect(addr).await?, false).await
+    }
+
+    async fn handshake<S>(stream: S, h2: bool) -> std::io::Result<Self>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(stream);
         let to_io = |e: hyper::Error| std::io::Error::other(e.to_string());
         let (sender, driver) = if h2 {
             let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
@@ -357,6 +386,25 @@ impl KeptAlive {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
+        self.send(request).await
+    }
+
+    /// `GET path`: status, headers and body of the answer.
+    pub async fn get(
+        &mut self,
+        path: &str,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), hyper::Error> {
+        let request = hyper::Request::get(path)
+            .header("host", "irsa-webhook.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), hyper::Error> {
         let response = match &mut self.sender {
             Sender::Http1(sender) => {
                 sender.ready().await?;
@@ -386,6 +434,7 @@ impl KeptAlive {
     }
 }
 
+pub mod chaos;
 pub mod cluster;
 pub mod discovery;
 pub mod e2e;

@@ -82,7 +82,16 @@ impl Node {
             .env("IRSA_BIN_DIR", &bin)
             .env("IRSA_NODE_IMAGES", &images_dir);
         run(up, None).unwrap_or_else(|e| panic!("{e}"));
-        let env = std::fs::read_to_string(dir.join("node.env")).unwrap();
+        let mut node = Self::attach(&dir);
+        node.guard = Some((guard, stdin));
+        node
+    }
+
+    /// The node that `node.sh up` runs in `dir` (`scripts/dev-cluster.sh`'s, say), without
+    /// taking charge of it: it keeps running when this is dropped.
+    pub fn attach(dir: &Path) -> Self {
+        let env = std::fs::read_to_string(dir.join("node.env"))
+            .unwrap_or_else(|e| panic!("no node in {}: {e}", dir.display()));
         let field = |name: &str| {
             env.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name}=")))
@@ -94,10 +103,32 @@ impl Node {
             ip: field("NODE_IP"),
             api_url: field("API_URL"),
             ca_pem: std::fs::read_to_string(dir.join("pki/ca.crt")).unwrap(),
-            dir,
-            bin,
-            guard: Some((guard, stdin)),
+            bin: PathBuf::from(field("BIN")),
+            dir: dir.to_owned(),
+            guard: None,
         }
+    }
+
+    /// `ctr ARGS` against the node's containerd, in the `k8s.io` namespace.
+    pub fn ctr(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(self.dir.join("containerd/containerd.sock"))
+            .args(["-n", "k8s.io"])
+            .args(args);
+        run(command, None)
+    }
+
+    /// Stops the API server (SIGTERM) and starts it again; returns once it is ready.
+    pub fn restart_apiserver(&self) {
+        let mut restart = Command::new("bash");
+        restart
+            .arg(scripts().join("node.sh"))
+            .arg("restart")
+            .arg(&self.dir)
+            .arg("kube-apiserver");
+        run(restart, None).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `kubectl ARGS` against the node: stdout, or the error output.

@@ -7,6 +7,9 @@
 #   node.sh up STATE_DIR [IMAGE.tar...]   start (or find running) and import the images;
 #                                         prints `export KUBECONFIG=STATE_DIR/kubeconfig` last
 #   node.sh import STATE_DIR IMAGE.tar... import OCI archives into the node's containerd
+#   node.sh restart STATE_DIR kube-apiserver
+#                                         stop the API server (SIGTERM, as a rolling control-plane
+#                                         upgrade does) and start it again; returns once it is ready
 #   node.sh down STATE_DIR                stop everything and remove what up made
 #
 # Network: everything stays on this machine. The node's address is the gateway of a bridge
@@ -40,7 +43,7 @@ die() {
     exit 1
 }
 
-usage() { die "usage: node.sh up|down|import STATE_DIR [IMAGE.tar...]"; }
+usage() { die "usage: node.sh up|down|import|restart STATE_DIR [IMAGE.tar...|kube-apiserver]"; }
 [ $# -ge 2 ] || usage
 command=$1
 STATE=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -445,6 +448,14 @@ up) up "$@" ;;
 import)
     alive containerd || die "the node in $STATE is not running"
     import_images "$@"
+    ;;
+restart)
+    [ "${1:-}" = kube-apiserver ] || usage
+    alive kube-apiserver || die "the node in $STATE is not running"
+    stop kube-apiserver 60
+    BIN=$(cat "$STATE/bin-dir")
+    control_plane
+    log "kube-apiserver restarted"
     ;;
 down) down ;;
 *) usage ;;
