@@ -290,3 +290,30 @@ sideEffects: None
 timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
 matchPolicy: Equivalent
 {{- end }}
+
+{{/*
+Whole seconds (rounded up) of a duration as the binary's flags take it ("5s", "1m 30s", "500ms").
+*/}}
+{{- define "irsa-webhook.seconds" -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "sec" 1.0 "secs" 1.0 "second" 1.0 "seconds" 1.0 "m" 60.0 "min" 60.0 "mins" 60.0 "minute" 60.0 "minutes" 60.0 "h" 3600.0 "hr" 3600.0 "hrs" 3600.0 "hour" 3600.0 "hours" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range (regexFindAll "[0-9]+ *[a-zµ]+" (toString .) -1) }}
+{{- $unit := regexReplaceAll "^[0-9]+ *" . "" }}
+{{- if not (hasKey $units $unit) }}
+{{- fail (printf "%q: unknown unit %q (use ms, s, m or h)" (toString $) $unit) }}
+{{- end }}
+{{- $total = addf $total (mulf (regexFind "^[0-9]+" . | float64) (get $units $unit)) }}
+{{- end }}
+{{- ceil $total | int }}
+{{- end }}
+
+{{/*
+Refuses a grace period that does not cover shutdown delay and timeout: the kubelet would kill a
+server that is still draining. Takes (dict "grace" N "delay" D "timeout" T "prefix" "discovery.").
+*/}}
+{{- define "irsa-webhook.checkGrace" -}}
+{{- $need := add (include "irsa-webhook.seconds" .delay | int) (include "irsa-webhook.seconds" .timeout | int) }}
+{{- if le (int .grace) $need }}
+{{- fail (printf "%sterminationGracePeriodSeconds (%d) must exceed %sshutdownDelay + %sshutdownTimeout (%ds), or the kubelet kills a pod that is still draining" .prefix (int .grace) .prefix .prefix $need) }}
+{{- end }}
+{{- end }}

@@ -10,7 +10,7 @@
 use crate::serving::errors::chain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -79,6 +79,36 @@ impl Material {
             out.push_str(previous);
         }
         out
+    }
+}
+
+/// How long a new CA is in the published `caBundle` before a replica serves a certificate it
+/// signed: API servers learn the new bundle through their watch of webhook configurations, and
+/// one that has not yet would refuse the certificate (a lost call).
+pub const CA_PROPAGATION: Duration = Duration::from_secs(10);
+
+/// When a new CA was first seen in a published `caBundle`.
+#[derive(Debug, Default)]
+pub struct CaRollout {
+    first_published: Option<(String, Instant)>,
+}
+
+impl CaRollout {
+    /// Whether `next` (its CA just published, at `now`) may replace the served `current`: at
+    /// once under the same CA, [`CA_PROPAGATION`] after its CA was first published otherwise.
+    pub fn may_serve(&mut self, current: &Material, next: &Material, now: Instant) -> bool {
+        let ca = &next.bundle.ca_cert;
+        if *ca == current.bundle.ca_cert {
+            return true;
+        }
+        let since = match &self.first_published {
+            Some((seen, since)) if seen == ca => *since,
+            _ => {
+                self.first_published = Some((ca.clone(), now));
+                now
+            }
+        };
+        now.saturating_duration_since(since) >= CA_PROPAGATION
     }
 }
 
@@ -276,14 +306,16 @@ impl CertSecret {
         })
     }
 
-    /// Every `interval`: renews or picks up the Secret, publishes its CA, and only then serves
-    /// its certificate, so API servers trust a new CA before they meet it.
+    /// Every `interval`: renews or picks up the Secret, publishes its CA, and serves a
+    /// certificate signed by a new CA only once that CA has been in the `caBundle` for
+    /// [`CA_PROPAGATION`], so API servers trust it before they meet it.
     pub async fn maintain(
         self,
         tls: Arc<ReloadingConfig>,
         mut current: Material,
         interval: Duration,
     ) {
+        let mut rollout = CaRollout::default();
         loop {
             tokio::time::sleep(interval).await;
             let material = match self.ensure().await {
@@ -297,7 +329,12 @@ impl CertSecret {
                 tracing::warn!(error = %err, "caBundle not updated; keeping the current certificate");
                 continue;
             }
-            if material != current {
+            if material != current && !rollout.may_serve(&current, &material, Instant::now()) {
+                tracing::info!(
+                    wait = ?CA_PROPAGATION,
+                    "a new CA is published; its certificate is served once API servers have seen it"
+                );
+            } else if material != current {
                 let (cert, key) = material.pem_sources();
                 match tls.replace_pem(&cert, &key) {
                     Ok(()) => {
@@ -358,6 +395,35 @@ fn decode(secret: &Secret) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_ca_is_served_only_after_it_propagated_a_renewal_at_once() {
+        let current = written(fresh(&names(), None).unwrap());
+        let renewed = Material {
+            bundle: certs::Bundle {
+                tls_cert: "another certificate".into(),
+                ..current.bundle.clone()
+            },
+            previous_ca: None,
+        };
+        let rotated = written(fresh(&names(), None).unwrap());
+        let start = Instant::now();
+        let mut rollout = CaRollout::default();
+        assert!(
+            rollout.may_serve(&current, &renewed, start),
+            "same CA: at once"
+        );
+        assert!(!rollout.may_serve(&current, &rotated, start));
+        let just_before = start + CA_PROPAGATION - Duration::from_millis(1);
+        assert!(!rollout.may_serve(&current, &rotated, just_before));
+        assert!(rollout.may_serve(&current, &rotated, start + CA_PROPAGATION));
+        let again = written(fresh(&names(), None).unwrap());
+        let later = start + CA_PROPAGATION * 2;
+        assert!(
+            !rollout.may_serve(&current, &again, later),
+            "another new CA waits from when it was published"
+        );
+    }
 
     fn names() -> Vec<String> {
         vec!["webhook.ns.svc".into()]

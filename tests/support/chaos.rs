@@ -493,7 +493,7 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
         }
 
         load.phase(UNGRACEFUL[0]);
-        let pod = ready_webhooks(node, plan, Some(replicas)).remove(0);
+        let pod = busiest(ready_webhooks(node, plan, Some(replicas)));
         let restarts = pod["status"]["containerStatuses"][0]["restartCount"].as_u64();
         let container = pod["status"]["containerStatuses"][0]["containerID"]
             .as_str()
@@ -522,7 +522,7 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
         std::thread::sleep(Duration::from_secs(5));
 
         load.phase(UNGRACEFUL[2]);
-        let pod = ready_webhooks(node, plan, Some(replicas)).remove(0);
+        let pod = busiest(ready_webhooks(node, plan, Some(replicas)));
         let ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
         {
             let _cut = Cut::new(&ip);
@@ -537,6 +537,35 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
         fetches,
         fetch_failures,
     }
+}
+
+/// Of `pods`, the one the API server has the most connections to: it reuses kept-alive
+/// connections and dials a new one only when it needs more, so a pod without one gets no
+/// calls, and a fault there would prove nothing.
+fn busiest(pods: Vec<Value>) -> Value {
+    let mut command = std::process::Command::new("ss");
+    command.args(["-Htn", "state", "established", "( dport = :8443 )"]);
+    let sockets = super::run(command, None).unwrap_or_else(|e| panic!("{e}"));
+    let connections = |pod: &Value| {
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        sockets
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .any(|field| field == format!("{ip}:8443"))
+            })
+            .count()
+    };
+    let pod = pods
+        .into_iter()
+        .max_by_key(connections)
+        .expect("a ready webhook pod");
+    eprintln!(
+        "chaos: {} has {} of the API server's connections",
+        pod["metadata"]["name"],
+        connections(&pod)
+    );
+    pod
 }
 
 /// Every packet from this host to a pod dropped while it lives: the API server and the kubelet

@@ -8,8 +8,9 @@
 #                                         prints `export KUBECONFIG=STATE_DIR/kubeconfig` last
 #   node.sh import STATE_DIR IMAGE.tar... import OCI archives into the node's containerd
 #   node.sh restart STATE_DIR kube-apiserver
-#                                         stop the API server (SIGTERM, as a rolling control-plane
-#                                         upgrade does) and start it again; returns once it is ready
+#                                         stop the API server (SIGTERM, SIGKILL after 5 s: its
+#                                         graceful stop waits up to 60 s for open watches) and
+#                                         start it again; returns once it is ready
 #   node.sh down STATE_DIR                stop everything and remove what up made
 #
 # Network: everything stays on this machine. The node's address is the gateway of a bridge
@@ -452,7 +453,7 @@ import)
 restart)
     [ "${1:-}" = kube-apiserver ] || usage
     alive kube-apiserver || die "the node in $STATE is not running"
-    stop kube-apiserver 60
+    stop kube-apiserver 5
     BIN=$(cat "$STATE/bin-dir")
     control_plane
     log "kube-apiserver restarted"
