@@ -61,8 +61,10 @@ struct Setup {
 }
 
 fn setup() -> Option<&'static Setup> {
-    if std::env::var_os("IRSA_E2E_KUBECONFIG").is_some() {
-        eprintln!("SKIPPED discovery_publish: it starts kube-apiserver with key files of its own");
+    if support::cluster::skipped_on_own_cluster(
+        "discovery_publish",
+        "it starts kube-apiserver with key files of its own",
+    ) {
         return None;
     }
     static SETUP: OnceLock<Setup> = OnceLock::new();

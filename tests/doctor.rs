@@ -31,10 +31,10 @@ struct Setup {
 }
 
 fn setup() -> Option<&'static Setup> {
-    if std::env::var_os("IRSA_E2E_KUBECONFIG").is_some() {
-        eprintln!(
-            "SKIPPED doctor: it needs a control plane whose issuer is the test's own endpoint"
-        );
+    if support::cluster::skipped_on_own_cluster(
+        "doctor",
+        "it needs a control plane whose issuer is the test's own endpoint",
+    ) {
         return None;
     }
     static SETUP: OnceLock<Setup> = OnceLock::new();

@@ -424,8 +424,10 @@ async fn self_managed_certificate_is_shared_published_and_rotated_without_failed
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    if !cluster().is_local() {
-        eprintln!("SKIPPED: the API server must reach the webhook as https://localhost");
+    if support::cluster::skipped_on_own_cluster(
+        "self_managed_certificate",
+        "the API server must reach the webhook as https://localhost",
+    ) {
         return;
     }
     let env = env("selfcert").await;

@@ -12,13 +12,13 @@ use support::e2e::{ARN, Env, Registration, has_token_volume, pod};
 
 #[tokio::test]
 async fn faults() {
-    let cluster = Cluster::start(ClusterOptions::default());
-    if !cluster.is_local() {
-        eprintln!(
-            "SKIPPED e2e_faults: it stops and restarts the API server, so it runs only on the control plane the tests start"
-        );
+    if support::cluster::skipped_on_own_cluster(
+        "e2e_faults",
+        "it stops and restarts the API server, so it runs only on the control plane the tests start",
+    ) {
         return;
     }
+    let cluster = Cluster::start(ClusterOptions::default());
     webhook_down_follows_the_failure_policy(&cluster).await;
     api_server_restart_is_survived(&cluster).await;
     webhook_restart_resumes_mutating(&cluster).await;

@@ -8,8 +8,10 @@ use support::e2e::{ARN, Env, Registration, has_token_volume, pod};
 
 #[tokio::test]
 async fn without_streaming_lists_the_index_lists_in_pages() {
-    if std::env::var_os("IRSA_E2E_KUBECONFIG").is_some() {
-        eprintln!("SKIPPED e2e_list_fallback: it needs an API server started with WatchList off");
+    if support::cluster::skipped_on_own_cluster(
+        "e2e_list_fallback",
+        "it needs an API server started with WatchList off",
+    ) {
         return;
     }
     let cluster = Cluster::start(ClusterOptions {

@@ -330,6 +330,7 @@ fn chaos_loses_no_pod(node: &Node) {
         rollouts: 5,
         per_policy: 2,
         rate: 5.0,
+        rotate_certificate: true,
         ungraceful: true,
     };
     let outcomes = chaos::run(node, &plan);
@@ -366,6 +367,42 @@ fn chaos_loses_no_pod(node: &Node) {
     for recovered in [chaos::UNGRACEFUL[1], chaos::UNGRACEFUL[3]] {
         let losses = report.losses_in(recovered);
         assert!(losses.is_empty(), "{recovered}: {losses:#?}");
+    }
+}
+
+/// `bench/rollout.sh`: the chaos run against the cluster of `scripts/dev-cluster.sh` (its state
+/// directory in `$IRSA_ROLLOUT_STATE`), `$IRSA_ROLLOUTS` rolling restarts under
+/// `$IRSA_ROLLOUT_RATE` creates a second, then the ungraceful faults; prints the table.
+#[test]
+#[ignore = "a benchmark: bench/rollout.sh runs it against scripts/dev-cluster.sh's cluster"]
+fn rollout_benchmark() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run bench/rollout.sh"))
+    };
+    let node = Node::attach(Path::new(&var("IRSA_ROLLOUT_STATE")));
+    let rate: f64 = var("IRSA_ROLLOUT_RATE")
+        .parse()
+        .expect("IRSA_ROLLOUT_RATE: creates a second");
+    let per_policy = 2;
+    let plan = chaos::Plan {
+        namespace: "irsa-system".into(),
+        webhook: "irsa-webhook".into(),
+        secret: "irsa-webhook-tls".into(),
+        discovery: None,
+        rollouts: var("IRSA_ROLLOUTS")
+            .parse()
+            .expect("IRSA_ROLLOUTS: a number"),
+        per_policy,
+        rate: rate / (2 * per_policy) as f64,
+        rotate_certificate: false,
+        ungraceful: var("IRSA_ROLLOUT_FAULTS") == "1",
+    };
+    let outcomes = chaos::run(&node, &plan);
+    println!("{}", outcomes.report.table());
+    for phase in chaos::GRACEFUL {
+        for loss in outcomes.report.losses_in(phase) {
+            println!("lost in {phase}: {loss}");
+        }
     }
 }
 

@@ -30,11 +30,10 @@ struct Chain {
 /// Started once; `None` (and a SKIPPED line) against your own cluster, whose issuer is not ours
 /// and whose keys we cannot rotate.
 fn chain() -> Option<&'static Chain> {
-    if std::env::var_os("IRSA_E2E_KUBECONFIG").is_some() {
-        eprintln!(
-            "SKIPPED trust_chain: it needs a control plane whose issuer is the discovery server it \
-             starts, so it runs only on the control plane the tests start"
-        );
+    if support::cluster::skipped_on_own_cluster(
+        "trust_chain",
+        "it needs a control plane whose issuer is the discovery server it starts",
+    ) {
         return None;
     }
     static CHAIN: OnceLock<Chain> = OnceLock::new();

@@ -345,6 +345,9 @@ pub struct Plan {
     /// Creators per failure policy, and the creates per second of each.
     pub per_policy: usize,
     pub rate: f64,
+    /// Rotate the self-managed certificate (within seconds only with a short
+    /// `certificates.self.checkInterval`).
+    pub rotate_certificate: bool,
     /// After the graceful faults: an API server restart, a SIGKILL and a network cut.
     pub ungraceful: bool,
 }
@@ -472,8 +475,10 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
         .then_some(())
     });
 
-    load.phase(GRACEFUL[3]);
-    rotate_certificate(node, plan, replicas);
+    if plan.rotate_certificate {
+        load.phase(GRACEFUL[3]);
+        rotate_certificate(node, plan, replicas);
+    }
 
     load.phase(GRACEFUL[4]);
     node.wait("the old webhook pods gone", LIMIT, || {

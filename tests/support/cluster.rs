@@ -22,6 +22,22 @@ pub fn bin_dir() -> PathBuf {
     )
 }
 
+/// Whether the tests run against your own cluster (`$IRSA_E2E_KUBECONFIG`), where `test` cannot
+/// run because of `why`: then it is skipped, which must have been asked for with
+/// `IRSA_E2E_ALLOW_SKIPS=1`. Without it this panics, so that a skip never counts as a pass.
+pub fn skipped_on_own_cluster(test: &str, why: &str) -> bool {
+    if std::env::var_os("IRSA_E2E_KUBECONFIG").is_none() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("IRSA_E2E_ALLOW_SKIPS").is_some(),
+        "{test} cannot run against your own cluster ($IRSA_E2E_KUBECONFIG): {why}; set \
+         IRSA_E2E_ALLOW_SKIPS=1 to skip it knowingly, or unset IRSA_E2E_KUBECONFIG"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    true
+}
+
 /// A process that stops when dropped or when the test process goes away.
 pub struct Guarded {
     child: Child,
