@@ -336,6 +336,12 @@ fn chaos_loses_no_pod(node: &Node) {
     let outcomes = chaos::run(node, &plan);
     let report = &outcomes.report;
     eprintln!("{}", report.table());
+    eprintln!("{}", chaos::Drain::summary(&outcomes.drains));
+    assert!(
+        outcomes.drains.len() >= 2 * plan.rollouts,
+        "every rolled webhook pod logged its drain: {:#?}",
+        outcomes.drains
+    );
     for phase in chaos::GRACEFUL {
         let losses = report.losses_in(phase);
         assert!(
@@ -399,6 +405,7 @@ fn rollout_benchmark() {
     };
     let outcomes = chaos::run(&node, &plan);
     println!("{}", outcomes.report.table());
+    println!("{}", chaos::Drain::summary(&outcomes.drains));
     for phase in chaos::GRACEFUL {
         for loss in outcomes.report.losses_in(phase) {
             println!("lost in {phase}: {loss}");

@@ -370,12 +370,134 @@ pub const UNGRACEFUL: [&str; 4] = [
     "after network cut",
 ];
 
-/// What a run saw: every create, and the relying party's failed JWKS fetches while the
-/// discovery Deployment rolled (with how many it made).
+/// What a run saw: every create, the relying party's failed JWKS fetches while the discovery
+/// Deployment rolled (with how many it made), and what the webhook pods said as they drained.
 pub struct Outcomes {
     pub report: Report,
     pub fetches: usize,
     pub fetch_failures: Vec<String>,
+    pub drains: Vec<Drain>,
+}
+
+/// One webhook listener's drain, from its log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drain {
+    pub pod: String,
+    /// Connections accepted after SIGTERM, and the last one's time after it.
+    pub accepted: u64,
+    pub last_accept_ms: Option<u64>,
+    /// Requests answered after SIGTERM.
+    pub answered: u64,
+    /// Connections still open (idle) when the drain ended, dropped.
+    pub dropped: u64,
+}
+
+impl Drain {
+    /// A one-line summary of `drains`: how long connections kept coming after SIGTERM (what
+    /// the shutdown delay must cover) and what the drains dropped.
+    pub fn summary(drains: &[Drain]) -> String {
+        let sum = |f: fn(&Drain) -> u64| drains.iter().map(f).sum::<u64>();
+        format!(
+            "{} webhook pods drained: {} connections accepted after SIGTERM (the last {} ms \
+             after it), {} requests answered after SIGTERM, {} idle connections dropped when a \
+             drain ended",
+            drains.len(),
+            sum(|d| d.accepted),
+            drains
+                .iter()
+                .filter_map(|d| d.last_accept_ms)
+                .max()
+                .unwrap_or(0),
+            sum(|d| d.answered),
+            sum(|d| d.dropped)
+        )
+    }
+}
+
+/// Follows the logs of every webhook pod that appears, to read their drain lines.
+struct LogWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Drain>>,
+}
+
+impl LogWatch {
+    fn start(node: &super::node::Node, plan: &Plan) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let kubectl = node.bin.join("kubectl");
+        let (kubeconfig, namespace) = (node.kubeconfig.clone(), plan.namespace.clone());
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut followed: Vec<(String, std::process::Child)> = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let list = std::process::Command::new(&kubectl)
+                        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                        .args(["get", "pods", "-n", &namespace, "-o", "json"])
+                        .args(["-l", "app.kubernetes.io/component=webhook"])
+                        .output()
+                        .ok()
+                        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                        .unwrap_or_default();
+                    // Followed from when the container runs until it ends, its whole log.
+                    let running = list["items"].as_array().into_iter().flatten().filter(|p| {
+                        p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+                    });
+                    for pod in running {
+                        let name = pod["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        if followed.iter().any(|(n, _)| *n == name) {
+                            continue;
+                        }
+                        let child = std::process::Command::new(&kubectl)
+                            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                            .args(["logs", "-f", "-n", &namespace, &name])
+                            .stdout(std::process::Stdio::piped())
+                            .stderr(std::process::Stdio::null())
+                            .spawn()
+                            .expect("kubectl logs");
+                        followed.push((name, child));
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                followed
+                    .into_iter()
+                    .filter_map(|(name, mut child)| {
+                        let _ = child.kill();
+                        let mut log = String::new();
+                        use std::io::Read as _;
+                        child.stdout.take()?.read_to_string(&mut log).ok()?;
+                        let _ = child.wait();
+                        drain_of(&name, &log)
+                    })
+                    .collect()
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> Vec<Drain> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the log watch panicked")
+    }
+}
+
+/// The admission listener's drain line in a webhook pod's JSON log.
+fn drain_of(pod: &str, log: &str) -> Option<Drain> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["address"].as_str().is_some_and(|a| a.contains(":8443"))
+                && l.get("accepted").is_some()
+        })
+        .map(|l| Drain {
+            pod: pod.to_owned(),
+            accepted: l["accepted"].as_u64().unwrap_or(0),
+            last_accept_ms: l["last_accept_ms"].as_u64(),
+            answered: l["answered"].as_u64().unwrap_or(0),
+            dropped: l["dropped"].as_u64().unwrap_or(0),
+        })
 }
 
 const NAMESPACE: &str = "irsa-chaos";
@@ -426,6 +548,7 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
         );
     }
 
+    let logs = LogWatch::start(node, plan);
     let load = Load::start(
         &node.kubeconfig,
         NAMESPACE,
@@ -537,10 +660,12 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
         ready_webhooks(node, plan, Some(replicas));
         std::thread::sleep(Duration::from_secs(5));
     }
+    let report = load.stop();
     Outcomes {
-        report: load.stop(),
+        report,
         fetches,
         fetch_failures,
+        drains: logs.stop(),
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Node {
     pub api_url: String,
     /// The API server's CA (the `kubernetes` Service's too).
     pub ca_pem: String,
-    bin: PathBuf,
+    pub bin: PathBuf,
     guard: Option<(Child, ChildStdin)>,
 }
 
