@@ -22,9 +22,10 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "IRSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
-    /// Log filter, e.g. `info`, `debug`, `irsa_webhook=debug,kube=warn`.
-    #[arg(long, env = "IRSA_LOG_LEVEL", default_value = "info", global = true)]
-    log_level: String,
+    /// Log filter, e.g. `info`, `debug`, `irsa_webhook=debug,kube=warn` [default: `info` for
+    /// `serve` and `discovery`, `warn` for the commands that print a result]
+    #[arg(long, env = "IRSA_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +48,13 @@ impl Cli {
     /// Parses the command line and runs the command.
     pub fn parse_and_run() -> Result<()> {
         let cli = Cli::parse_from(webhook::compat::argv(std::env::args_os()));
-        let _flush_logs = logging::init(cli.log_format, &cli.log_level)?;
+        // A result printed by a one-shot command is not preceded by progress lines.
+        let default_level = match cli.command {
+            Command::Serve(_) | Command::Discovery(_) => "info",
+            _ => "warn",
+        };
+        let level = cli.log_level.as_deref().unwrap_or(default_level);
+        let _flush_logs = logging::init(cli.log_format, level)?;
         match cli.command {
             Command::Serve(args) => webhook::command::run(*args),
             Command::Discovery(args) => discovery::command::run(args),

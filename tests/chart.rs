@@ -1982,6 +1982,15 @@ async fn helm_test_fails_with_the_cause_until_the_webhook_mutates_then_passes_an
     let chart = helm::chart().display().to_string();
     let out = helm_at(Helm::V3, &["install", release, &chart], ns);
     assert!(out.contains("STATUS: deployed"), "{out}");
+    // The default image is not published: the notes say so first, and what it costs.
+    assert!(
+        out.contains(
+            "WARNING: the image ghcr.io/irsa-webhook/irsa-webhook:0.1.0 is not published yet: \
+             these pods cannot\nstart (ImagePullBackOff), and under failurePolicy Ignore \
+             workloads run without credentials, silently."
+        ),
+        "{out}"
+    );
     // Helm 3 cannot show the logs of this test (--logs asks every hook for logs): its NOTES
     // say so; Helm 4's suggest --logs.
     assert!(

@@ -558,7 +558,7 @@ fn format_terraform_calls_the_role_module_with_its_variables_and_the_same_policy
             .collect();
         match attributes.get("source") {
             Some(Expression::String(source)) => assert!(
-                source.ends_with("//terraform/modules/role"),
+                source.ends_with("/terraform/modules/role"),
                 "{name}: source {source:?} is not this repository's terraform/modules/role"
             ),
             other => panic!("{name}: source is not a string: {other:?}"),

@@ -158,7 +158,7 @@ seccompProfile:
 {{- end }}
 
 {{/*
-Seed-000 shortcuts and switches, resolved once into .Values (idempotent, so every template that
+The OIDC bridge's (meigma/k8s-aws-oidc) shortcuts and switches, resolved once into .Values (idempotent, so every template that
 reads discovery values includes it first, whatever the rendering order): a top-level issuerUrl
 turns the discovery server on, a top-level tailscale.* its Tailscale publisher. A value of a
 feature that is switched off is an error naming the switch, never silently ignored.

@@ -207,10 +207,16 @@ pub fn flag(api: &ApiSide, issuer_url: Option<&str>, report: &mut Report) {
     }
 }
 
+/// The checks [`public`] makes after `public.discovery`, skipped when it cannot go on.
+const AFTER_DISCOVERY: [&str; 2] = ["public.tls", "public.jwks"];
+
 /// `public.discovery`, `public.tls`, `public.jwks`: both documents from the public issuer URL,
-/// fetched as STS would (HTTPS, no credentials).
+/// fetched as STS would (HTTPS, no credentials). An issuer that is the API server's own private
+/// address, or an in-cluster name, is a local cluster's: STS can never reach it, so the checks
+/// are skipped with that reason. `api_url` is the API server's URL.
 pub async fn public(
     issuer: &str,
+    api_url: &str,
     roots: &Roots,
     limit: Duration,
     report: &mut Report,
@@ -223,11 +229,26 @@ pub async fn public(
                 format!("the issuer cannot be published for STS: {e}"),
                 "use an https:// issuer without query or fragment",
             ));
+            skip_rest(report, &AFTER_DISCOVERY, "see public.discovery");
             return None;
         }
     };
+    if let Some(why) = local_issuer(issuer, api_url) {
+        report.push(Check::skip(
+            "public.discovery",
+            format!(
+                "the issuer {issuer} is {why}: STS cannot fetch its documents, which is fine for a \
+                 local cluster; to assume AWS roles, publish a public issuer (docs/first-deploy.md)"
+            ),
+        ));
+        skip_rest(report, &AFTER_DISCOVERY, "the issuer is not public");
+        return None;
+    }
     let discovery_url = format!("{}{DISCOVERY_PATH}", issuer.trim_end_matches('/'));
-    let answer = fetch("public.discovery", &discovery_url, roots, limit, report).await?;
+    let Some(answer) = fetch("public.discovery", &discovery_url, roots, limit, report).await else {
+        skip_rest(report, &AFTER_DISCOVERY, "see public.discovery");
+        return None;
+    };
     report.push(tls(&answer.seen, roots));
     let document: Value = match check_issuer(&issuer_url, &answer.body)
         .map(|()| serde_json::from_slice(&answer.body).expect("checked JSON"))
@@ -239,6 +260,7 @@ pub async fn public(
                 format!("{discovery_url}: {e}"),
                 "publish the API server's discovery document unchanged (irsa-webhook discovery)",
             ));
+            skip_rest(report, &["public.jwks"], "see public.discovery");
             return None;
         }
     };
@@ -255,6 +277,7 @@ pub async fn public(
             format!("{discovery_url}: jwks_uri {jwks_uri:?} is not an https URL"),
             "set kube-apiserver's --service-account-jwks-uri to an https URL on the issuer, or let irsa-webhook discovery render the document",
         ));
+        skip_rest(report, &["public.jwks"], "see public.discovery");
         return None;
     }
     if host(&jwks_uri) == host(issuer) {
@@ -311,10 +334,21 @@ async fn fetch(
                 .location
                 .map(|l| format!(" to {l}"))
                 .unwrap_or_default();
+            let fix = match answer.status {
+                401 | 403 => {
+                    "STS fetches without credentials: serve the documents to anyone. When the issuer is the API server itself, bind the system:service-account-issuer-discovery ClusterRole to system:unauthenticated (kubectl create clusterrolebinding service-account-issuer-discovery --clusterrole=system:service-account-issuer-discovery --group=system:unauthenticated), or publish them elsewhere with irsa-webhook discovery"
+                }
+                300..=399 => {
+                    "serve the document at exactly this URL with status 200; STS does not follow redirects"
+                }
+                _ => {
+                    "serve the document at exactly this URL with status 200 (irsa-webhook discovery serves both)"
+                }
+            };
             report.push(Check::fail(
                 id,
                 format!("GET {url} answered HTTP {}{location}", answer.status),
-                "serve the document at exactly this URL with status 200; STS does not follow redirects",
+                fix,
             ));
             None
         }
@@ -347,6 +381,49 @@ fn timed(id: &'static str, url: &str, answer: &probe::Answer, detail: String) ->
     } else {
         Check::ok(id, format!("GET {url}: {ms} ms, {detail}"))
     }
+}
+
+/// Skips the checks `ids`, which could not run, saying `why`.
+pub fn skip_rest(report: &mut Report, ids: &[&'static str], why: &str) {
+    for id in ids {
+        report.push(Check::skip(id, format!("not checked: {why}")));
+    }
+}
+
+/// Why STS could never reach `issuer`, if so: an in-cluster DNS name, or the private address
+/// of the API server itself (`api_url`), as local clusters issue by default. Pure.
+pub fn local_issuer(issuer: &str, api_url: &str) -> Option<&'static str> {
+    let authority = |url: &str| -> Option<String> {
+        let rest = url.strip_prefix("https://")?;
+        Some(rest.split('/').next()?.to_ascii_lowercase())
+    };
+    let issuer_authority = authority(issuer)?;
+    let host = match issuer_authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+        None => issuer_authority
+            .rsplit_once(':')
+            .map_or(issuer_authority.as_str(), |(h, _)| h)
+            .to_owned(),
+    };
+    let in_cluster = [".svc", ".svc.cluster.local", ".cluster.local"];
+    if in_cluster.iter().any(|s| host.ends_with(s)) {
+        return Some("an in-cluster name");
+    }
+    let private = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64; // 100.64.0.0/10
+            ip.is_private() || ip.is_loopback() || ip.is_link_local() || shared
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => host == "localhost",
+    };
+    let api_authority = authority(api_url).map(|a| a.trim_end_matches('/').to_owned());
+    (private && api_authority.as_deref() == Some(issuer_authority.as_str()))
+        .then_some("the API server's own private address")
 }
 
 /// `public.tls`: whether STS will trust the chain, else the thumbprint IAM needs.
@@ -465,5 +542,49 @@ pub async fn api_audience(
         }
         Ok(_) => report.push(Check::ok(ID, format!("the API server does not accept tokens for audience {audience:?}"))),
         Err(e) => report.push(Check::skip(ID, format!("cannot ask the API server (TokenReview): {}", chain(&e)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_issuers_are_the_api_servers_private_address_or_in_cluster_names() {
+        let api = "https://10.244.77.1:38443/";
+        assert_eq!(
+            local_issuer("https://10.244.77.1:38443", api),
+            Some("the API server's own private address")
+        );
+        assert_eq!(
+            local_issuer(
+                "https://kubernetes.default.svc.cluster.local",
+                "https://127.0.0.1:6443/"
+            ),
+            Some("an in-cluster name")
+        );
+        assert_eq!(
+            local_issuer("https://kubernetes.default.svc", api),
+            Some("an in-cluster name")
+        );
+        assert_eq!(
+            local_issuer("https://[::1]:6443/", "https://[::1]:6443/"),
+            Some("the API server's own private address")
+        );
+        for public in [
+            // Another server than the API server: checked like any issuer.
+            "https://127.0.0.1:9443",
+            "https://10.244.77.1:9443",
+            // A public issuer, even when the API server is private.
+            "https://oidc.example.com",
+            "https://irsa-oidc.tail0123ab.ts.net/clusters/a",
+        ] {
+            assert_eq!(local_issuer(public, api), None, "{public}");
+        }
+        assert_eq!(
+            local_issuer("https://34.1.2.3:443", "https://34.1.2.3:443/"),
+            None,
+            "a public API server can be its own issuer"
+        );
     }
 }

@@ -154,9 +154,15 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
     let public = match &api_side {
         Some(api_side) => {
             chain::flag(api_side, args.issuer_url.as_deref(), &mut report);
-            let public = chain::public(&api_side.issuer, roots, limit, &mut report).await;
-            if let Some(public) = &public {
-                chain::keys(api_side, public, minted.as_ref(), &mut report);
+            let public =
+                chain::public(&api_side.issuer, &cluster.url, roots, limit, &mut report).await;
+            match &public {
+                Some(public) => chain::keys(api_side, public, minted.as_ref(), &mut report),
+                None => chain::skip_rest(
+                    &mut report,
+                    &["keys.token", "keys.published"],
+                    "no public JWKS to compare with (see public.discovery)",
+                ),
             }
             public
         }

@@ -230,10 +230,22 @@ impl Workload {
     ) -> Check {
         const ID: &str = "pod.mutated";
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let restart = format!(
-            "kubectl -n {} delete pod {name} (its controller recreates it)",
-            self.namespace
-        );
+        let restart = if pod
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| !o.is_empty())
+        {
+            format!(
+                "kubectl -n {} delete pod {name} (its controller recreates it)",
+                self.namespace
+            )
+        } else {
+            format!(
+                "delete pod {name} (kubectl -n {} delete pod {name}) and create it again: it has no controller to do so",
+                self.namespace
+            )
+        };
         if self.role_arn.is_none() {
             return Check::fail(
                 ID,

@@ -39,6 +39,10 @@ pub struct TrustPolicyArgs {
     /// Name of the role in `--format terraform`.
     #[arg(long, env = "IRSA_ROLE_NAME", default_value = "ROLE_NAME")]
     role_name: String,
+    /// `source` of the module in `--format terraform`: where your configuration finds this
+    /// repository's terraform/modules/role (a path, or a git source pinned with ?ref=).
+    #[arg(long, env = "IRSA_TERRAFORM_SOURCE", default_value = trust_policy::TERRAFORM_SOURCE)]
+    terraform_source: String,
 }
 
 /// What `trust-policy` prints.
@@ -72,7 +76,7 @@ pub fn run(args: TrustPolicyArgs) -> Result<()> {
             if args.role_name == "ROLE_NAME" {
                 tracing::warn!("no --role-name: replace ROLE_NAME with the role's name");
             }
-            trust_policy::terraform(&request, &args.role_name)?
+            trust_policy::terraform(&request, &args.role_name, &args.terraform_source)?
         }
     };
     std::io::stdout()

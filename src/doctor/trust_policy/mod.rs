@@ -127,7 +127,11 @@ fn one_or_many(values: &[String]) -> Value {
 }
 
 /// The Terraform module call (`terraform/modules/role`) that creates the role with this policy.
-pub fn terraform(request: &Request<'_>, role_name: &str) -> Result<String, PolicyError> {
+pub fn terraform(
+    request: &Request<'_>,
+    role_name: &str,
+    source: &str,
+) -> Result<String, PolicyError> {
     render(request)?;
     let valid_name = (1..=64).contains(&role_name.len())
         && role_name
@@ -164,13 +168,16 @@ pub fn terraform(request: &Request<'_>, role_name: &str) -> Result<String, Polic
         lines.push(format!("  account_id       = {}", quote(account)));
     }
     Ok(format!(
-        "module \"irsa_role\" {{\n  source = \"{TERRAFORM_SOURCE}\"\n\n{}\n}}\n",
+        "module \"irsa_role\" {{\n  source = {}\n\n{}\n}}\n",
+        quote(source),
         lines.join("\n")
     ))
 }
 
-/// Where `terraform/modules/role` is fetched from.
-pub const TERRAFORM_SOURCE: &str = "github.com/irsa-webhook/irsa-webhook//terraform/modules/role";
+/// Where the module call finds `terraform/modules/role` by default: this repository cloned (or
+/// vendored, or a git submodule) next to the configuration, as in terraform/README.md. No
+/// registry address is given while nothing is published.
+pub const TERRAFORM_SOURCE: &str = "./irsa-webhook/terraform/modules/role";
 
 #[cfg(test)]
 mod tests {
@@ -262,7 +269,7 @@ mod tests {
             partition: "aws-cn",
         };
         assert_eq!(
-            terraform(&request, "app").unwrap(),
+            terraform(&request, "app", TERRAFORM_SOURCE).unwrap(),
             format!(
                 "module \"irsa_role\" {{\n  source = \"{TERRAFORM_SOURCE}\"\n\n\
                  \x20 name             = \"app\"\n\
@@ -274,11 +281,19 @@ mod tests {
             )
         );
         assert_eq!(
-            terraform(&request, "no spaces"),
+            terraform(&request, "no spaces", TERRAFORM_SOURCE),
             Err(PolicyError::RoleName("no spaces".into()))
         );
         request.account_id = None;
-        assert!(!terraform(&request, "app").unwrap().contains("account_id"));
+        assert!(
+            !terraform(
+                &request,
+                "app",
+                "git::https://example.com/x.git//role?ref=v1"
+            )
+            .unwrap()
+            .contains("account_id")
+        );
         let policy = render(&request).unwrap();
         assert_eq!(
             policy["Statement"][0]["Condition"]["StringEquals"]["o.example/c:aud"],
