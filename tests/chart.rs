@@ -41,7 +41,7 @@ const VALUE_SETS: &[&str] = &[
     "cert-manager",
     "tailscale",
     "tailscale-standby",
-    "seed000",
+    "oidc-bridge",
     "ingress",
     "fail",
 ];
@@ -1126,15 +1126,15 @@ fn discovery_with_a_tailscale_standby_runs_the_node_only_on_the_leader() {
     );
 }
 
-/// Seed 000's exact `--set` values render what the long form renders.
+/// The OIDC bridge's (meigma/k8s-aws-oidc) exact `--set` values render what the long form renders.
 #[test]
-fn seed_000_values_turn_on_discovery_with_tailscale_like_the_long_form() {
-    let short = render("irsa-webhook", "irsa-system", "seed000", &[]);
+fn oidc_bridge_values_turn_on_discovery_with_tailscale_like_the_long_form() {
+    let short = render("irsa-webhook", "irsa-system", "oidc-bridge", &[]);
     let long = render("irsa-webhook", "irsa-system", "tailscale", &[]);
     assert_same(
         &short,
         &long,
-        "seed 000's short values against the long form",
+        "the OIDC bridge's short values against the long form",
     );
     let set = [
         "issuerUrl=https://irsa-oidc.tail0123ab.ts.net",

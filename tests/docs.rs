@@ -233,3 +233,87 @@ fn the_docs_link_to_files_that_exist() {
         }
     }
 }
+
+/// Whitespace-normalised text of a file of the repository.
+fn words(path: &str) -> String {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// No image is published: every document that installs the chart says so in the same words,
+/// with how to get one, so nobody installs pods that cannot pull their image (and, under
+/// `failurePolicy: Ignore`, workloads that silently get no credentials).
+#[test]
+fn every_document_that_installs_the_chart_says_how_to_get_an_image() {
+    let note = "**No image is published yet**: `ghcr.io/irsa-webhook/irsa-webhook` does not \
+                exist, so build one with `scripts/build-image.sh` (no Docker needed), make it \
+                available to your nodes and install with `--set image.repository=…,image.tag=…`. \
+                With the default image the pods cannot start, and under the default \
+                `failurePolicy: Ignore` your workloads run without credentials, silently.";
+    for doc in [
+        "README.md",
+        "docs/first-deploy.md",
+        "docs/configuration.md",
+        "chart/README.md",
+    ] {
+        assert!(
+            words(doc).contains(note),
+            "{doc} lacks the image note:\n{note}"
+        );
+        assert!(
+            words(doc).contains("helm install"),
+            "{doc} no longer installs the chart: drop it from this list"
+        );
+    }
+    // The walk-through installs with the image it built.
+    assert!(
+        words("docs/first-deploy.md")
+            .contains("--set image.repository=registry.example.com/irsa-webhook,image.tag=dev")
+    );
+}
+
+/// Users have never heard of our seeds or our build machine: user-facing text names projects
+/// and says what the test suite does not exercise, never "here".
+#[test]
+fn user_facing_text_has_no_words_from_our_workshop() {
+    let mut files = vec![
+        "README.md".to_owned(),
+        "chart/README.md".into(),
+        "chart/values.yaml".into(),
+        "terraform/README.md".into(),
+        "bench/README.md".into(),
+    ];
+    for dir in [
+        "docs",
+        "chart/templates",
+        "chart/templates/tests",
+        "chart/templates/discovery",
+        "chart/ci",
+    ] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                files.push(path.strip_prefix(repo()).unwrap().display().to_string());
+            }
+        }
+    }
+    let workshop = [
+        "seed 0",
+        "seed0",
+        "seed-0",
+        "not reachable here",
+        "cannot be tested here",
+        "not tested here",
+        "not run here",
+        "cannot run here",
+        "cannot be built here",
+        "cannot be downloaded here",
+        "build here",
+    ];
+    for file in &files {
+        let text = words(file).to_lowercase();
+        for phrase in workshop {
+            assert!(!text.contains(phrase), "{file} says {phrase:?}");
+        }
+    }
+}
