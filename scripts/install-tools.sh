@@ -3,7 +3,7 @@
 #
 # Usage:   TOOLS=$(scripts/install-tools.sh)
 #          "$TOOLS/helm" version; "$TOOLS/helm4" version; "$TOOLS/kubeconform" -v
-#          ls "$TOOLS/schemas"      # Kubernetes JSON schemas, e.g. v1.34.0-local-strict/
+#          ls "$TOOLS/schemas"      # Kubernetes JSON schemas, e.g. v1.37.0-local-strict/
 #
 # Installs into ${IRSA_CACHE_DIR:-$HOME/.cache/irsa-webhook}/bin/tools-<key>/:
 #   helm         Helm 3, `go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION`
@@ -14,7 +14,7 @@
 #                schemas in the package, so validation needs no download at test time
 #   schemas/     that package's $SCHEMA_VERSION-local and -local-strict schemas, made loadable by
 #                kubeconform (see below), for
-#                `kubeconform -kubernetes-version 1.34.0 -schema-location "$TOOLS/schemas/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"`
+#                `kubeconform -kubernetes-version 1.37.0 -schema-location "$TOOLS/schemas/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"`
 # <key> is a hash of the pins below and `go version`, so a pin change installs into a new
 # directory and a rerun returns at once. Only the directory is printed on stdout; logs go to
 # stderr. Fails loudly (exit 1) if Go, Python or the package registries are unavailable: the
@@ -25,8 +25,10 @@ HELM_VERSION=v3.22.0
 HELM4_VERSION=v4.3.1
 KUBECONFORM_VERSION=v0.8.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
-# The Kubernetes version whose schemas are prepared for kubeconform (the test API server's).
-SCHEMA_VERSION=v1.34.0
+# The Kubernetes version whose schemas are prepared for kubeconform (the newest the tests run,
+# tests/cluster/kubernetes/); they live in schemas/<version>-*, so a new one is added to the
+# same directory without rebuilding helm.
+SCHEMA_VERSION=v1.37.0
 
 CACHE_DIR=${IRSA_CACHE_DIR:-${HOME:?HOME is not set; set IRSA_CACHE_DIR}/.cache/irsa-webhook}
 
@@ -51,7 +53,7 @@ GO_VERSION_LINE=$(go version) || die "'go version' failed"
 KEY=$(
     printf '%s\n' "$GO_VERSION_LINE" "helm $HELM_VERSION" "helm4 $HELM4_VERSION" \
         "kubeconform $KUBECONFORM_VERSION" "kubernetes-validate $KUBERNETES_VALIDATE_VERSION" \
-        "schemas $SCHEMA_VERSION rewrite 1" "version ldflags 2" |
+        "schemas rewrite 1" "version ldflags 2" |
         sha256sum | cut -c1-16
 )
 DIR="$CACHE_DIR/bin/tools-$KEY"

@@ -16,7 +16,7 @@ RELEASE=irsa-webhook
 NAMESPACE=irsa-system
 # The Kubernetes version the rendered manifests target (Capabilities.KubeVersion); the same
 # minor as the API server the tests run.
-KUBE_VERSION=1.34.0
+KUBE_VERSION=1.37.0
 
 OUT=${1:-manifests}
 if [ -z "${HELM:-}" ]; then

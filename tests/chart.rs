@@ -1,7 +1,7 @@
 //! The Helm chart (`chart/`) and the manifests rendered from it (`manifests/`).
 //!
 //! - offline: `helm lint --strict` and `helm template` with helm 3 and helm 4 (identical
-//!   objects), kubeconform `-strict` against the Kubernetes 1.34 JSON schemas, the rendered
+//!   objects), kubeconform `-strict` against the Kubernetes 1.37 JSON schemas, the rendered
 //!   objects against the webhook's contract, `manifests/` up to date;
 //! - on a real kube-apiserver (tests/cluster): a server-side dry-run of every object of every
 //!   value set in namespaces that enforce the `restricted` Pod Security Standard, pods made from

@@ -156,6 +156,11 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
         } else {
             None
         };
+        if let Some(cluster) = &cluster {
+            // Short-lived: one request, bounded; a start-up note, not a dependency.
+            let client = cluster.client.clone();
+            tokio::spawn(async move { kube_client::log_support(&client).await });
+        }
         let source = match (&cluster, args.key_files.is_empty()) {
             (Some(cluster), true) => Source::ApiServer(ApiServer::new(
                 cluster.client.clone(),

@@ -129,6 +129,15 @@ async fn checks(args: &DoctorArgs, roots: &Roots) -> Result<Report> {
     let mut report = Report::default();
     let limit = args.timeout;
 
+    report.push(match kube_client::support(client, limit).await {
+        Some(support @ kube_client::Support::Older(_)) => Check::warn(
+            "cluster.version",
+            support.describe(),
+            "upgrade the cluster to a supported Kubernetes minor",
+        ),
+        Some(support) => Check::ok("cluster.version", support.describe()),
+        None => Check::skip("cluster.version", "the API server did not say its version"),
+    });
     let api = ApiServer::new(client.clone(), cluster.url.clone(), limit);
     let api_side = chain::api_server(&api, &mut report).await;
     let workload = workload::load(

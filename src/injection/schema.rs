@@ -1,6 +1,6 @@
 //! What `kubectl` would refuse in a workload manifest, told as warnings by `inject`: fields the
 //! Kubernetes types do not have (`contianers:`), and kinds that are a slip of a workload kind
-//! (`kind: Pods`). Fields are checked against k8s-openapi's types for Kubernetes 1.34.
+//! (`kind: Pods`). Fields are checked against k8s-openapi's types for Kubernetes 1.37.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build a real Kubernetes node and control plane (kube-apiserver, etcd, kubelet,
-# kube-controller-manager, kube-scheduler, kube-proxy, kubectl) from the Go module
-# proxy and cache them.
+# kube-controller-manager, kube-scheduler, kube-proxy, kubectl) and containerd 2 (containerd,
+# containerd-shim-runc-v2, ctr) from the Go module proxy and cache them.
 #
-# Usage:   BIN=$(tests/cluster/install.sh)
+# Usage:   BIN=$(tests/cluster/install.sh [--version v1.X.Y])
 #          "$BIN/kube-apiserver" --version; "$BIN/etcd" --version
 #
-# Only the bin directory is printed on stdout (as the last and only line); all
-# logs go to stderr. The binaries are built from the wrapper modules in
-# tests/cluster/kube-apiserver and tests/cluster/etcd (see README.md there) into
+# --version (or $IRSA_KUBE_VERSION) picks the Kubernetes release; the default is the newest one
+# pinned in tests/cluster/kubernetes/ (v1.X.Y/go.mod and go.sum, written by wrapper.sh there).
+# Any other release is wrapped on the fly by wrapper.sh into the cache. Only the bin directory
+# is printed on stdout (as the last and only line); all logs go to stderr. The binaries are
+# built from the wrapper modules (see README.md here) into
 #   ${IRSA_CACHE_DIR:-$HOME/.cache/irsa-webhook}/bin/<key>/
 # where <key> is a hash of the wrapper go.mod/go.sum files, the build flags and
 # `go version`, so a pin change rebuilds and a rerun is instant. A cold build
@@ -26,6 +28,18 @@ die() {
     printf 'install.sh: ERROR: %s\n' "$*" >&2
     exit 1
 }
+
+KUBE_VERSION=${IRSA_KUBE_VERSION:-}
+while [ $# -gt 0 ]; do
+    case $1 in
+    --version) KUBE_VERSION=${2:?--version needs a Kubernetes release such as v1.37.2}; shift 2 ;;
+    -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (usage: install.sh [--version v1.X.Y])" ;;
+    esac
+done
+# The newest pinned release, unless one was asked for.
+[ -n "$KUBE_VERSION" ] || KUBE_VERSION=$(cd "$HERE/kubernetes" && ls -d v1.* | sort -V | tail -n 1)
+[[ $KUBE_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "--version $KUBE_VERSION is not a Kubernetes release (v1.MINOR.PATCH)"
 
 # ---------------------------------------------------------------------------
 # Prerequisites
@@ -49,12 +63,29 @@ GOVERSION=$(go env GOVERSION) # e.g. go1.26.8
 version_ge() { # version_ge A B: is A >= B (dotted numeric)
     [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
 }
-for mod in kube-apiserver etcd; do
-    need=$(awk '$1 == "go" { print $2; exit }' "$HERE/$mod/go.mod")
+check_go() { # check_go GOMOD: the local Go is new enough for it
+    local need have
+    need=$(awk '$1 == "go" { print $2; exit }' "$1")
     have=${GOVERSION#go}
     have=${have%%[!0-9.]*} # strip suffixes like "rc1" or " X:..."
     version_ge "$have" "$need" ||
-        die "tests/cluster/$mod/go.mod needs Go >= $need but 'go' is $GOVERSION. Install a newer Go (GOTOOLCHAIN=local is forced: toolchains are not downloaded)."
+        die "$1 needs Go >= $need but 'go' is $GOVERSION. Install a newer Go (GOTOOLCHAIN=local is forced: toolchains are not downloaded)."
+}
+
+# The wrapper module of the release: pinned here, or written once into the cache.
+KUBE_DIR=$HERE/kubernetes/$KUBE_VERSION
+if [ ! -f "$KUBE_DIR/go.mod" ]; then
+    KUBE_DIR=$CACHE_DIR/modules/kubernetes-$KUBE_VERSION
+    if [ ! -f "$KUBE_DIR/go.sum" ]; then
+        log "Kubernetes $KUBE_VERSION is not pinned in tests/cluster/kubernetes/: wrapping it into $KUBE_DIR"
+        bash "$HERE/kubernetes/wrapper.sh" "$KUBE_VERSION" "$KUBE_DIR.tmp.$$" ||
+            { rm -rf "$KUBE_DIR.tmp.$$"; die "cannot wrap Kubernetes $KUBE_VERSION (is it a release the Go module proxy serves?)"; }
+        rm -rf "$KUBE_DIR"
+        mv "$KUBE_DIR.tmp.$$" "$KUBE_DIR"
+    fi
+fi
+for mod in "$KUBE_DIR" "$HERE/etcd" "$HERE/containerd"; do
+    check_go "$mod/go.mod"
 done
 
 # ---------------------------------------------------------------------------
@@ -69,10 +100,12 @@ required_version() {
         $1 == m && $2 ~ /^v/ { print $2; exit }
     ' "$1"
 }
-KUBE_VERSION=$(required_version "$HERE/kube-apiserver/go.mod" k8s.io/kubernetes)
-[ -n "$KUBE_VERSION" ] || die "could not find 'require k8s.io/kubernetes vX.Y.Z' in tests/cluster/kube-apiserver/go.mod"
+[ "$(required_version "$KUBE_DIR/go.mod" k8s.io/kubernetes)" = "$KUBE_VERSION" ] ||
+    die "$KUBE_DIR/go.mod does not require k8s.io/kubernetes $KUBE_VERSION"
 ETCD_VERSION=$(required_version "$HERE/etcd/go.mod" go.etcd.io/etcd/server/v3)
 [ -n "$ETCD_VERSION" ] || die "could not find go.etcd.io/etcd/server/v3 in tests/cluster/etcd/go.mod"
+CONTAINERD_VERSION=$(required_version "$HERE/containerd/go.mod" github.com/containerd/containerd/v2)
+[ -n "$CONTAINERD_VERSION" ] || die "could not find github.com/containerd/containerd/v2 in tests/cluster/containerd/go.mod"
 
 KUBE_MAJOR=${KUBE_VERSION#v}
 KUBE_MAJOR=${KUBE_MAJOR%%.*}
@@ -95,25 +128,28 @@ kube_version_ldflags() {
 }
 KUBE_LDFLAGS="-s -w$(kube_version_ldflags)"
 ETCD_LDFLAGS="-s -w"
+CONTAINERD_LDFLAGS="-s -w -X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}"
 BUILD_FLAGS=(-mod=readonly -trimpath)
 
 KEY=$(
     {
         printf 'go: %s\n' "$GO_VERSION_LINE"
         printf 'env: CGO_ENABLED=%s GOOS=%s GOARCH=%s\n' "$CGO_ENABLED" "$(go env GOOS)" "$(go env GOARCH)"
-        printf 'flags: %s\nkube-ldflags: %s\netcd-ldflags: %s\n' "${BUILD_FLAGS[*]}" "$KUBE_LDFLAGS" "$ETCD_LDFLAGS"
-        for f in kube-apiserver/go.mod kube-apiserver/go.sum etcd/go.mod etcd/go.sum; do
-            printf '== %s\n' "$f"
-            cat "$HERE/$f"
+        printf 'flags: %s\nkube-ldflags: %s\netcd-ldflags: %s\ncontainerd-ldflags: %s\n' \
+            "${BUILD_FLAGS[*]}" "$KUBE_LDFLAGS" "$ETCD_LDFLAGS" "$CONTAINERD_LDFLAGS"
+        for f in "$KUBE_DIR/go.mod" "$KUBE_DIR/go.sum" "$HERE"/etcd/go.{mod,sum} "$HERE"/containerd/go.{mod,sum}; do
+            printf '== %s\n' "${f##*/tests/cluster/}"
+            cat "$f"
         done
     } | sha256sum | cut -c1-16
 )
-BIN_DIR="$CACHE_DIR/bin/${KUBE_VERSION}-etcd${ETCD_VERSION}-${KEY}"
+BIN_DIR="$CACHE_DIR/bin/${KUBE_VERSION}-etcd${ETCD_VERSION}-containerd${CONTAINERD_VERSION}-${KEY}"
 
 KUBE_COMMANDS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
+CONTAINERD_COMMANDS=(containerd containerd-shim-runc-v2 ctr)
 have_binaries() {
     local name
-    for name in "${KUBE_COMMANDS[@]}" etcd; do
+    for name in "${KUBE_COMMANDS[@]}" etcd "${CONTAINERD_COMMANDS[@]}"; do
         [ -x "$BIN_DIR/$name" ] || return 1
     done
 }
@@ -173,15 +209,19 @@ build() { # build NAME DIR PKG LDFLAGS
 # Sequential on purpose: each build already uses every core.
 # kube-apiserver and etcd first: every end-to-end test needs them; the node's binaries share most
 # packages with kube-apiserver, so the Go build cache makes each of them cheaper.
-build kube-apiserver "$HERE/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
+build kube-apiserver "$KUBE_DIR" k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
 build etcd "$HERE/etcd" go.etcd.io/etcd/server/v3 "$ETCD_LDFLAGS"
 for name in "${KUBE_COMMANDS[@]:1}"; do
-    build "$name" "$HERE/kube-apiserver" "k8s.io/kubernetes/cmd/$name" "$KUBE_LDFLAGS"
+    build "$name" "$KUBE_DIR" "k8s.io/kubernetes/cmd/$name" "$KUBE_LDFLAGS"
+done
+for name in "${CONTAINERD_COMMANDS[@]}"; do
+    build "$name" "$HERE/containerd" "github.com/containerd/containerd/v2/cmd/$name" "$CONTAINERD_LDFLAGS"
 done
 
 cat >"$BIN_DIR/.VERSIONS.tmp.$$" <<EOF
 ${KUBE_COMMANDS[*]} $KUBE_VERSION
 etcd $ETCD_VERSION
+${CONTAINERD_COMMANDS[*]} $CONTAINERD_VERSION
 $GO_VERSION_LINE
 EOF
 mv -f "$BIN_DIR/.VERSIONS.tmp.$$" "$BIN_DIR/VERSIONS"

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::run;
 
 /// The Kubernetes version the chart is rendered and validated for: the test API server's minor.
-pub const KUBE_VERSION: &str = "1.34.0";
+pub const KUBE_VERSION: &str = "1.37.0";
 
 /// Kinds whose CustomResourceDefinitions (cert-manager, Prometheus Operator) are not installed
 /// on the test API server and have no schema in the Kubernetes set: they can be neither

@@ -111,7 +111,7 @@ impl Node {
 
     /// `ctr ARGS` against the node's containerd, in the `k8s.io` namespace.
     pub fn ctr(&self, args: &[&str]) -> Result<String, String> {
-        let mut command = Command::new("ctr");
+        let mut command = Command::new(self.bin.join("ctr"));
         command
             .arg("--address")
             .arg(self.dir.join("containerd/containerd.sock"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What a real node needs besides the Kubernetes binaries of ../install.sh: containerd, runc, the
-# CNI plugins, iptables and conntrack from Debian's packages, and the images its pods run, built
-# here because nothing can be pulled:
+# What a real node needs besides the Kubernetes and containerd binaries of ../install.sh: runc,
+# the CNI plugins, iptables and conntrack from Debian's packages, and the images its pods run,
+# built locally because nothing can be pulled:
 #   pause.tar    localhost/pause:3.10     the pod sandbox (pause.c, static)
 #   aws-cli.tar  localhost/aws-cli:dev    Debian (debootstrap minbase) + python3 + the AWS CLI
 #                                         from PyPI (aws-cli-requirements.txt): sh, cat, base64
@@ -32,7 +32,6 @@ die() {
 # Debian packages
 # ---------------------------------------------------------------------------
 packages=()
-command -v containerd >/dev/null || packages+=(containerd)
 command -v runc >/dev/null || packages+=(runc)
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || packages+=(containernetworking-plugins)
 command -v iptables >/dev/null || packages+=(iptables)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes cluster on this machine, without Docker or a registry:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler (built by ../install.sh),
-# containerd + runc + the bridge CNI (Debian's), a kubelet and kube-proxy (iptables mode).
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, a kubelet, kube-proxy (iptables
+# mode) and containerd 2 (all built by ../install.sh), with Debian's runc and bridge CNI.
 #
 # Usage (as root):
 #   node.sh up STATE_DIR [IMAGE.tar...]   start (or find running) and import the images;
@@ -106,7 +106,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 binaries() {
     BIN=${IRSA_BIN_DIR:-$(bash "$HERE/../install.sh")}
     local b
-    for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+    for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl containerd containerd-shim-runc-v2 ctr; do
         [ -x "$BIN/$b" ] || die "$BIN/$b missing: run tests/cluster/install.sh"
     done
     echo "$BIN" >"$STATE/bin-dir"
@@ -227,6 +227,8 @@ control_plane() {
     . "$STATE/ports"
     API_URL=https://$NODE_IP:$API_PORT
     local issuer=${IRSA_NODE_ISSUER:-$API_URL}
+    # --api-audiences is the issuer alone: a token meant for AWS (sts.amazonaws.com) must never
+    # authenticate to the cluster (docs/first-deploy.md; doctor's audience.api-server).
     start etcd "$BIN/etcd" --name=irsa-node --data-dir="$STATE/etcd" \
         --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -242,7 +244,7 @@ control_plane() {
         --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
         --token-auth-file="$PKI/tokens.csv" \
         --service-account-issuer="$issuer" --service-account-key-file="$PKI/sa.pub" \
-        --service-account-signing-key-file="$PKI/sa.key" --api-audiences="$issuer,sts.amazonaws.com" \
+        --service-account-signing-key-file="$PKI/sa.key" --api-audiences="$issuer" \
         --enable-aggregator-routing=true
     kubeconfig admin "$STATE/kubeconfig"
     wait_until 90 "the API server" kube-apiserver \
@@ -266,43 +268,49 @@ control_plane() {
 runtime() {
     local c=$STATE/containerd
     mkdir -p "$c"
+    # containerd 2 (tests/cluster/install.sh builds it; Kubernetes 1.36 and later refuse 1.x).
     cat >"$c/config.toml" <<EOF
-version = 2
+version = 3
 root = "$c/root"
 state = "$c/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.nri.v1.nri"]
 [grpc]
   address = "$c/containerd.sock"
 [ttrpc]
   address = "$c/containerd.sock.ttrpc"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$c/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "localhost/pause:3.10"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "localhost/pause:3.10"
+[plugins."io.containerd.cri.v1.runtime"]
   # This machine's root lacks CAP_SYS_RESOURCE: never lower a container's oom_score_adj.
   restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "$c/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$STATE/cni/net.d"
 EOF
-    start containerd containerd --config "$c/config.toml"
-    wait_until 30 containerd containerd ctr --address "$c/containerd.sock" version
+    # Its runc shim is looked up on PATH.
+    start containerd env PATH="$BIN:$PATH" "$BIN/containerd" --config "$c/config.toml"
+    wait_until 30 containerd containerd "$BIN/ctr" --address "$c/containerd.sock" version
 }
 
 import_images() {
     local image
     for image in "$@"; do
         [ -f "$image" ] || die "no image archive $image"
-        ctr --address "$STATE/containerd/containerd.sock" -n k8s.io images import "$image" >&2 || die "cannot import $image into containerd"
+        "$BIN/ctr" --address "$STATE/containerd/containerd.sock" -n k8s.io images import "$image" >&2 || die "cannot import $image into containerd"
     done
 }
 
@@ -325,7 +333,8 @@ authentication:
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: Webhook}
 containerRuntimeEndpoint: unix://$STATE/containerd/containerd.sock
-# containerd 1.6 cannot tell the kubelet its cgroup driver; cgroup v1 is deprecated in 1.34.
+# cgroupfs, as containerd's runc (SystemdCgroup = false); on this machine's cgroup v1, which
+# Kubernetes 1.35 and later refuse unless failCgroupV1 is false.
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
@@ -389,7 +398,7 @@ down() {
     stop kube-proxy
     stop kubelet 30
     if alive containerd; then
-        local ctr_="ctr --address $STATE/containerd/containerd.sock -n k8s.io" task
+        local ctr_="$BIN/ctr --address $STATE/containerd/containerd.sock -n k8s.io" task
         for task in $($ctr_ tasks list -q 2>/dev/null); do
             $ctr_ tasks kill -s KILL "$task" >/dev/null 2>&1 || true
         done
@@ -448,6 +457,7 @@ case $command in
 up) up "$@" ;;
 import)
     alive containerd || die "the node in $STATE is not running"
+    BIN=$(cat "$STATE/bin-dir")
     import_images "$@"
     ;;
 restart)
