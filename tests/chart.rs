@@ -1787,7 +1787,7 @@ async fn helm_install_in_a_restricted_namespace_mutates_pods_and_upgrades_keep_t
         let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
             Api::namespaced(client.clone(), ns);
         let deployment = deployments.get(fullname).await.unwrap();
-        let env = &deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        let env = &deployment.spec.template.spec.unwrap().containers[0]
             .env
             .clone()
             .unwrap();

@@ -533,7 +533,11 @@ fn the_readme_real_node_quickstart_works_as_written() {
     for tool in ["kubectl", "helm", "irsa-webhook"] {
         let path = quickstart.state().join("bin").join(tool);
         let mut version = std::process::Command::new(&path);
-        version.arg(if tool == "kubectl" { "version" } else { "--help" });
+        version.arg(if tool == "kubectl" {
+            "version"
+        } else {
+            "--help"
+        });
         if tool == "kubectl" {
             version.arg("--client");
         }
@@ -553,12 +557,16 @@ fn the_readme_real_node_quickstart_works_as_written() {
         "{summary}\n{output}"
     );
     assert!(
-        output.lines().any(|l| l.starts_with("skip public.discovery")
-            && l.contains("the API server's own private address")),
+        output
+            .lines()
+            .any(|l| l.starts_with("skip public.discovery")
+                && l.contains("the API server's own private address")),
         "{output}"
     );
     assert!(
-        output.lines().any(|l| l.starts_with("ok   audience.api-server")),
+        output
+            .lines()
+            .any(|l| l.starts_with("ok   audience.api-server")),
         "the playground's API server does not accept tokens meant for AWS: {output}"
     );
     assert!(

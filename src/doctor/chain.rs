@@ -129,7 +129,7 @@ pub async fn mint(
         )
         .await;
     let raw = match answer {
-        Ok(answer) => answer.status.map(|s| s.token).unwrap_or_default(),
+        Ok(answer) => answer.status.and_then(|s| s.token).unwrap_or_default(),
         Err(e) => {
             report.push(Check::fail(
                 ID,

@@ -243,6 +243,7 @@ async fn endpoints(
             slice
                 .endpoints
                 .iter()
+                .flatten()
                 .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
                 .flat_map(move |e| e.addresses.iter().map(move |a| (a.clone(), target_port)))
         })

@@ -83,6 +83,12 @@ stop() { # stop NAME [SECONDS]: TERM, then KILL after SECONDS (default 10)
     rm -f "$PIDS/$name.pid"
 }
 
+still_running() { # still_running NAME: dies with its log when NAME has exited
+    alive "$1" && return 0
+    tail -n 30 "$LOGS/$1.log" >&2
+    die "$1 exited (log: $LOGS/$1.log)"
+}
+
 wait_until() { # wait_until SECONDS WHAT PROCESS COMMAND...: poll until COMMAND succeeds
     local limit=$1 what=$2 name=$3 i
     shift 3
@@ -260,9 +266,13 @@ control_plane() {
         --kubeconfig="$STATE/controller-manager.kubeconfig" --use-service-account-credentials=true \
         --root-ca-file="$PKI/ca.crt" --service-account-private-key-file="$PKI/sa.key" \
         --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 \
-        --flex-volume-plugin-dir="$STATE/volume-plugins" --controllers='*,-nodeipam,-cloud-node-lifecycle'
+        --flex-volume-plugin-dir="$STATE/volume-plugins" --controllers='*,-nodeipam'
     start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$STATE/scheduler.kubeconfig" \
         --leader-elect=false --bind-address=127.0.0.1 --secure-port=0
+    # Neither serves a health port here: a flag it refuses ends it at once, so look.
+    sleep 2
+    still_running kube-controller-manager
+    still_running kube-scheduler
 }
 
 runtime() {
