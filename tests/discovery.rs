@@ -886,6 +886,10 @@ async fn serves_over_tls_with_a_certificate_and_stops_on_sigterm() {
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--shutdown-delay",
+            "1s",
+            "--shutdown-timeout",
+            "2s",
         ],
     )
     .await;
@@ -916,6 +920,8 @@ async fn serves_over_tls_with_a_certificate_and_stops_on_sigterm() {
     // Plain HTTP is not spoken on the TLS port.
     assert!(try_send(d.public, "GET", JWKS, &[]).await.is_err());
 
+    // SIGTERM with that connection kept alive and idle: the server never closes it under its
+    // client, so it ends when the drain does (1 s delay + 2 s), and the process exits cleanly.
     let status = Command::new("kill")
         .args(["-TERM", &d.child.id().to_string()])
         .status()
@@ -929,10 +935,16 @@ async fn serves_over_tls_with_a_certificate_and_stops_on_sigterm() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "still running after SIGTERM"
+            "still running {:?} after SIGTERM",
+            started.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_900),
+        "the idle kept-alive connection was left open until the drain ended: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
