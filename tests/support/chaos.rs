@@ -563,18 +563,7 @@ pub fn run(node: &super::node::Node, plan: &Plan) -> Outcomes {
 
     load.phase(GRACEFUL[1]);
     for _ in 0..plan.rollouts {
-        let deployment = format!("deployment/{}", plan.webhook);
-        node.kubectl(&["rollout", "restart", "-n", &plan.namespace, &deployment])
-            .unwrap_or_else(|e| panic!("{e}"));
-        node.kubectl(&[
-            "rollout",
-            "status",
-            "-n",
-            &plan.namespace,
-            &deployment,
-            "--timeout=180s",
-        ])
-        .unwrap_or_else(|e| panic!("rollout: {e}"));
+        roll(node, &plan.namespace, &plan.webhook);
     }
 
     load.phase(GRACEFUL[2]);
@@ -696,6 +685,22 @@ fn busiest(pods: Vec<Value>) -> Value {
         connections(&pod)
     );
     pod
+}
+
+/// A rolling restart of Deployment `name`, until its new pods are all available.
+fn roll(node: &super::node::Node, namespace: &str, name: &str) {
+    let deployment = format!("deployment/{name}");
+    node.kubectl(&["rollout", "restart", "-n", namespace, &deployment])
+        .unwrap_or_else(|e| panic!("{e}"));
+    node.kubectl(&[
+        "rollout",
+        "status",
+        "-n",
+        namespace,
+        &deployment,
+        "--timeout=180s",
+    ])
+    .unwrap_or_else(|e| panic!("rollout of {name}: {e}"));
 }
 
 /// Every packet from this host to a pod dropped while it lives: the API server and the kubelet
@@ -855,18 +860,8 @@ fn roll_discovery(node: &super::node::Node, plan: &Plan, discovery: &str) -> (us
         })
         .collect();
     std::thread::sleep(Duration::from_secs(1));
+    roll(node, &plan.namespace, discovery);
     let deployment = format!("deployment/{discovery}");
-    node.kubectl(&["rollout", "restart", "-n", &plan.namespace, &deployment])
-        .unwrap_or_else(|e| panic!("{e}"));
-    node.kubectl(&[
-        "rollout",
-        "status",
-        "-n",
-        &plan.namespace,
-        &deployment,
-        "--timeout=180s",
-    ])
-    .unwrap_or_else(|e| panic!("rollout: {e}"));
     let replicas = node.json(&["get", "-n", &plan.namespace, &deployment])["spec"]["replicas"]
         .as_u64()
         .unwrap() as usize;
