@@ -509,11 +509,41 @@ fn readme_quickstart() -> String {
     block.to_owned()
 }
 
+/// What a node whose owner was killed before its `down` leaves: its state directory (the host's
+/// settings as it found them, pid files of processes that are gone), the machine's claim on it,
+/// and its bridge.
+fn leave_a_killed_node_behind() -> PathBuf {
+    let state = tempfile::Builder::new()
+        .prefix("irsa-node-killed-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    std::fs::create_dir_all(state.join("pids")).unwrap();
+    std::fs::write(state.join("pids/etcd.pid"), gone.id().to_string()).unwrap();
+    let host: String = ["/var/lib/kubelet", "/var/log/containers", "/var/lib/cni"]
+        .iter()
+        .filter(|dir| Path::new(dir).exists())
+        .map(|dir| format!("existed {dir}\n"))
+        .collect();
+    std::fs::write(state.join("host.saved"), host).unwrap();
+    std::fs::write("/run/irsa-node.state", state.to_str().unwrap()).unwrap();
+    let bridge = std::process::Command::new("ip")
+        .args(["link", "add", "irsa0", "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(bridge.success(), "a bridge named irsa0 already exists");
+    state
+}
+
 /// The playground as the README tells it: `up` (here twice: the second updates in place), a pod
-/// of an annotated ServiceAccount reads its token, `down` leaves nothing behind.
+/// of an annotated ServiceAccount reads its token, `down` leaves nothing behind, not even what a
+/// killed node had left before `up`.
 #[test]
 fn the_readme_real_node_quickstart_works_as_written() {
     let _turn = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let killed = leave_a_killed_node_behind();
     let quickstart = Quickstart::new();
     let first = quickstart
         .run("scripts/dev-cluster.sh up")
@@ -586,6 +616,7 @@ fn the_readme_real_node_quickstart_works_as_written() {
     assert_eq!(claims["kubernetes.io"]["pod"]["name"], "app");
 
     assert!(!quickstart.state().exists(), "down removes its state");
+    assert!(!killed.exists(), "up takes down the node a killed run left");
     let bridge = std::process::Command::new("ip")
         .args(["link", "show", "irsa0"])
         .output()

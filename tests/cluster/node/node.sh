@@ -21,7 +21,9 @@
 #
 # One node per machine: the kubelet always uses /var/lib/kubelet/device-plugins and
 # /var/log/containers. Settings the node changes (sysctls, iptables chains, mounts, cgroups,
-# network namespaces, the bridge) are recorded at `up` and restored or removed at `down`.
+# network namespaces, the bridge) are recorded at `up` and restored or removed at `down`. A node
+# whose owner was killed before its `down` is taken down by the next `up` (from what it recorded);
+# a node that still runs makes the next `up` stop with the command that takes it down.
 #
 # Environment: IRSA_BIN_DIR (else ../install.sh), IRSA_NODE_IMAGES (else ./install.sh),
 # IRSA_NODE_ISSUER (the service-account issuer; default the API server's URL).
@@ -35,6 +37,7 @@ NODE_IP=10.244.77.1
 SERVICE_CIDR=10.96.77.0/24
 SERVICE_IP=10.96.77.1 # the `kubernetes` Service: the first address of SERVICE_CIDR
 CNI_NETWORK=irsa-node
+OWNER=/run/irsa-node.state # the state directory of the node that holds this machine
 SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory kernel.panic kernel.panic_on_oops
     net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables)
 
@@ -368,10 +371,30 @@ EOF
         --conntrack-max-per-core=0 --metrics-bind-address="127.0.0.1:$PROXY_METRICS_PORT" --healthz-bind-address="127.0.0.1:$PROXY_HEALTHZ_PORT"
 }
 
-up() {
+# The node recorded in $OWNER, when it is not this one: still running, it keeps the machine;
+# left behind (its owner killed before `down`), it is taken down first, so that what this node
+# records as the host's own settings is the host's, not a dead node's bridge and sysctls.
+claim_machine() {
+    local other=""
+    [ -f "$OWNER" ] && other=$(cat "$OWNER")
+    if [ -n "$other" ] && [ "$other" != "$STATE" ] && [ -d "$other" ]; then
+        local pid
+        for pid in "$other"/pids/*.pid; do
+            # Every process the node starts names its state directory on its command line.
+            [ -f "$pid" ] && tr '\0' ' ' <"/proc/$(cat "$pid")/cmdline" 2>/dev/null | grep -qF "$other/" &&
+                die "another node runs on this machine (one node per machine): bash $HERE/node.sh down $other"
+        done
+        log "taking down the node left in $other (its owner stopped before its down)"
+        bash "$HERE/node.sh" down "$other" || die "could not take down the node left in $other"
+    fi
     if pgrep -x kubelet >/dev/null && ! alive kubelet; then
         die "another kubelet runs on this machine (one node per machine: scripts/dev-cluster.sh down?)"
     fi
+    echo "$STATE" >"$OWNER"
+}
+
+up() {
+    claim_machine
     binaries
     save_host_state
     network
@@ -459,6 +482,7 @@ down() {
             [ "$kind" = sysctl ] && sysctl -qw "$key=$value" 2>/dev/null || true
         done <"$saved"
     fi
+    [ "$(cat "$OWNER" 2>/dev/null)" = "$STATE" ] && rm -f "$OWNER"
     rm -rf "$STATE"
     log "node stopped and removed ($STATE)"
 }
