@@ -27,4 +27,4 @@ die() {
 [ -f "$STATE/node.env" ] || die "no cluster in $STATE: run scripts/dev-cluster.sh up"
 cd "$REPO"
 IRSA_ROLLOUT_STATE=$STATE IRSA_ROLLOUTS=$N IRSA_ROLLOUT_RATE=$R IRSA_ROLLOUT_FAULTS=${FAULTS:-1} \
-    cargo test --locked --test real_node rollout_benchmark -- --ignored --nocapture --test-threads=1
+    cargo test --locked --test it real_node::rollout_benchmark -- --ignored --nocapture --test-threads=1

@@ -5,7 +5,8 @@
 //! prints p50/p99 create latency of each and the difference. Without `--bench` (as under
 //! `cargo test --all-targets`) it runs a 5-pod smoke pass so the harness itself stays tested.
 
-#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)] // a bench uses a part of the tests' support
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,8 @@
 //! prints req/s, p99 and the server's RSS. Without `--bench` (as under `cargo test
 //! --all-targets`) it only checks that both paths answer, so the harness stays tested.
 
-#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)] // a bench uses a part of the tests' support
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::process::{Child, Command, Stdio};

@@ -7,7 +7,8 @@
 //! the peak RSS (VmHWM) at that moment. Without `--bench` (as under `cargo test --all-targets`)
 //! it runs a 200-ServiceAccount smoke pass so the harness itself stays tested.
 
-#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)] // a bench uses a part of the tests' support
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::process::{Command, Stdio};

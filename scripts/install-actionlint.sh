@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build actionlint, the GitHub Actions workflow linter, for tests/workflows.rs, and make sure
+# Build actionlint, the GitHub Actions workflow linter, for tests/it/workflows.rs, and make sure
 # ShellCheck is installed, so that actionlint also checks the workflows' `run:` scripts.
 #
 # Usage:   ACTIONLINT=$(scripts/install-actionlint.sh)

@@ -7,7 +7,7 @@
 #   helm template irsa-webhook chart --namespace irsa-system --kube-version $KUBE_VERSION \
 #       --set tests.enabled=false
 # The output depends only on the chart and the pinned helm (scripts/install-tools.sh), so it is
-# reproducible; tests/chart.rs renders into a temporary directory and fails when manifests/ is
+# reproducible; tests/it/chart.rs renders into a temporary directory and fails when manifests/ is
 # out of date. Set HELM=/path/to/helm to use another helm binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

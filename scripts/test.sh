@@ -24,18 +24,18 @@ die() { printf 'scripts/test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 # point the end-to-end tests at another cluster (README "Against your own cluster") would make
 # tests that cannot run there skip, and a skip is not a pass.
 for var in IRSA_E2E_KUBECONFIG IRSA_E2E_WEBHOOK_HOST IRSA_E2E_ALLOW_SKIPS; do
-    [ -z "${!var+set}" ] || die "$var is set: the test command runs on its own control plane and never skips; unset it (to test your own cluster, run cargo test --test e2e as the README says)"
+    [ -z "${!var+set}" ] || die "$var is set: the test command runs on its own control plane and never skips; unset it (to test your own cluster, run cargo test --test it e2e:: as the README says)"
 done
 
 # Tools the tests call besides cargo and go.
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v flock >/dev/null || missing+=(util-linux)
-# tests/hostile.rs checks that curl's HTTP/2 client receives early answers.
+# tests/it/hostile.rs checks that curl's HTTP/2 client receives early answers.
 command -v curl >/dev/null || missing+=(curl)
 # The virtualenv for moto and the AWS CLI needs venv and ensurepip (python3-venv on Debian).
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
-# tests/workflows.rs: actionlint checks the workflows' run: scripts with shellcheck.
+# tests/it/workflows.rs: actionlint checks the workflows' run: scripts with shellcheck.
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (Debian packages)"
@@ -43,7 +43,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# tests/real_node.rs: containerd, runc, the CNI plugins, iptables, conntrack, debootstrap; now, so
+# tests/it/real_node.rs: containerd, runc, the CNI plugins, iptables, conntrack, debootstrap; now, so
 # that no two apt-get runs overlap (the node's images are built in the background below).
 say "real-node packages: tests/cluster/node/install.sh --packages"
 bash tests/cluster/node/install.sh --packages >/dev/null || die "tests/cluster/node/install.sh --packages failed (see above): the real-node test needs root and Debian's packages"
@@ -59,8 +59,9 @@ actionlint_out=$(mktemp)
 node_out=$(mktemp)
 targets_json=$(mktemp)
 targets=$(mktemp)
+modules=$(mktemp)
 lanes=$(mktemp -d)
-trap 'rm -rf "$bin_out" "$oldest_out" "$venv_out" "$tools_out" "$terraform_out" "$actionlint_out" "$node_out" "$targets_json" "$targets" "$lanes"' EXIT
+trap 'rm -rf "$bin_out" "$oldest_out" "$venv_out" "$tools_out" "$terraform_out" "$actionlint_out" "$node_out" "$targets_json" "$targets" "$modules" "$lanes"' EXIT
 NEWEST=$(cd tests/cluster/kubernetes && ls -d v1.* | sort -V | tail -n 1)
 OLDEST=$(cd tests/cluster/kubernetes && ls -d v1.* | sort -V | head -n 1)
 oldest_out=$(mktemp)
@@ -69,7 +70,7 @@ bash tests/cluster/install.sh --version "$NEWEST" >"$bin_out" &
 install_pid=$!
 (while kill -0 "$install_pid" 2>/dev/null; do sleep 2; done; bash tests/cluster/install.sh --version "$OLDEST") >"$oldest_out" &
 oldest_pid=$!
-# moto and the AWS CLI for tests/trust_chain.rs, in a virtualenv outside the work tree that is
+# moto and the AWS CLI for tests/it/trust_chain.rs, in a virtualenv outside the work tree that is
 # rebuilt only when tests/python/requirements.txt changes.
 say "AWS stand-ins: tests/python/install.sh (background)"
 bash tests/python/install.sh >"$venv_out" &
@@ -79,17 +80,17 @@ venv_pid=$!
 say "real-node images: tests/cluster/node/install.sh (background)"
 bash tests/cluster/node/install.sh >"$node_out" &
 node_pid=$!
-# helm 3, helm 4, kubeconform and the Kubernetes JSON schemas for tests/chart.rs, cached; built
+# helm 3, helm 4, kubeconform and the Kubernetes JSON schemas for tests/it/chart.rs, cached; built
 # after the control plane rather than beside it, since both Go builds use every core.
 say "chart tools: scripts/install-tools.sh (background, after the control planes)"
 (while kill -0 "$oldest_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-tools.sh) >"$tools_out" &
 tools_pid=$!
-# Terraform or OpenTofu for tests/terraform.rs: terraform or tofu on PATH, else OpenTofu built
+# Terraform or OpenTofu for tests/it/terraform.rs: terraform or tofu on PATH, else OpenTofu built
 # once from the Go module proxy and cached; after the chart tools, for the same reason.
 say "terraform: scripts/install-terraform.sh (background, after the chart tools)"
 (while kill -0 "$tools_pid" 2>/dev/null; do sleep 2; done; bash scripts/install-terraform.sh) >"$terraform_out" &
 terraform_pid=$!
-# actionlint (and Debian's shellcheck) for tests/workflows.rs: the GitHub workflows cannot run
+# actionlint (and Debian's shellcheck) for tests/it/workflows.rs: the GitHub workflows cannot run
 # here, so they are linted; built once from the Go module proxy and cached, after terraform for
 # the same reason.
 say "actionlint: scripts/install-actionlint.sh (background, after terraform)"
@@ -111,6 +112,12 @@ for line in open(sys.argv[1]):
         print(f"{m['target']['name']}\t{m['executable']}")
 PY
 [ -s "$targets" ] || die "cargo built no test executables"
+# The integration tests are one executable (tests/it); its modules, one per subject, each run
+# in a process of their own, as they did when each was an executable of its own.
+it=$(awk -F '\t' '$1 == "it" { print $2; exit }' "$targets")
+[ -n "$it" ] && [ -x "$it" ] || die "cargo built no integration-test executable (tests/it)"
+"$it" --list | sed -n 's/^\([a-z0-9_]*\)::.*: test$/\1/p' | sort -u >"$modules"
+[ -s "$modules" ] || die "$it lists no tests"
 
 # collect PID OUT VAR WHY: waits for a background install and exports VAR as the last line it
 # printed; WHY says what the install needs when it failed.
@@ -137,20 +144,25 @@ collect "$node_pid" "$node_out" IRSA_NODE_IMAGES "tests/cluster/node/install.sh 
 collect "$oldest_pid" "$oldest_out" IRSA_BIN_DIR_OLDEST "tests/cluster/install.sh --version $OLDEST failed (see above)"
 [ -x "$IRSA_BIN_DIR_OLDEST/kube-apiserver" ] || die "no binaries in $IRSA_BIN_DIR_OLDEST"
 
-# run NAME [ARGS...]: the test executable of target NAME, as cargo test runs it (from the
-# package root).
+# run NAME [ARGS...]: the tests of NAME, a module of tests/it or another test target (the
+# library's unit tests, the benches' smoke passes), as cargo test runs them (from the package
+# root).
 run() {
     local name=$1 exe
     shift
+    printf '\n== %s\n' "$name"
+    if grep -qx "$name" "$modules"; then
+        "$it" "$name::" "$@"
+        return
+    fi
     exe=$(awk -F '\t' -v n="$name" '$1 == n { print $2; exit }' "$targets")
     [ -n "$exe" ] || { echo "no test executable for $name" >&2; return 1; }
-    printf '\n== %s\n' "$name"
     "$exe" "$@"
 }
 
 # Two lanes at once, their lines prefixed with the lane's name. The node lane: the real
-# node (one per machine) on Kubernetes $NEWEST, then on $OLDEST. The other lane: every other
-# target on $NEWEST, then the end-to-end suites on $OLDEST. The tests mostly wait on processes
+# node (one per machine) on Kubernetes $NEWEST, then on $OLDEST. The other lane: everything
+# else on $NEWEST, then the end-to-end suites on $OLDEST. The tests mostly wait on processes
 # they started, so two lanes fit 2 cores, and the machine is as busy as CI machines are.
 # On the oldest supported minor runs what depends on the Kubernetes version (admission, the
 # watch, the issuer and tokens, the kubelet and containerd, the chart on a real node); the chaos
@@ -164,10 +176,9 @@ node_lane() {
 }
 other_lane() {
     local name failed=0
-    while IFS=$'\t' read -r name _; do
-        [ "$name" = real_node ] && continue
+    for name in $(cut -f 1 "$targets" | grep -vx it) $(grep -vx real_node "$modules"); do
         run "$name" || failed=1
-    done <"$targets"
+    done
     for name in e2e e2e_faults trust_chain; do
         IRSA_BIN_DIR=$IRSA_BIN_DIR_OLDEST run "$name" || failed=1
     done

@@ -1,5 +1,5 @@
 # The same policy as `irsa-webhook trust-policy` (src/doctor/trust_policy/mod.rs): compared as
-# parsed JSON, the two must not differ (tests/terraform.rs checks that they do not).
+# parsed JSON, the two must not differ (tests/it/terraform.rs checks that they do not).
 
 locals {
   # IAM names the provider by the issuer without https:// and without one trailing slash, path

@@ -27,8 +27,6 @@ pub struct Node {
     /// The node's address: the pod network's gateway, where pods reach the host.
     pub ip: String,
     pub api_url: String,
-    /// The API server's CA (the `kubernetes` Service's too).
-    pub ca_pem: String,
     pub bin: PathBuf,
     guard: Option<(Child, ChildStdin)>,
 }
@@ -102,7 +100,6 @@ impl Node {
             kubeconfig: dir.join("kubeconfig"),
             ip: field("NODE_IP"),
             api_url: field("API_URL"),
-            ca_pem: std::fs::read_to_string(dir.join("pki/ca.crt")).unwrap(),
             bin: PathBuf::from(field("BIN")),
             dir: dir.to_owned(),
             guard: None,
@@ -179,22 +176,6 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-
-    /// Imports more OCI archives into the node's containerd.
-    pub fn import(&self, images: &[&Path]) {
-        let mut import = Command::new("bash");
-        import
-            .arg(scripts().join("node.sh"))
-            .arg("import")
-            .arg(&self.dir)
-            .args(images);
-        run(import, None).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    /// A client for the node's API server.
-    pub async fn client(&self) -> kube::Client {
-        super::cluster::client(&self.kubeconfig).await
     }
 
     /// Stops the node now (it also stops when the test process exits).

@@ -1,7 +1,7 @@
 //! An API server that does not stream lists (WatchList off, as before Kubernetes 1.32): the
 //! ServiceAccount index falls back to paged lists, becomes ready and mutates.
 
-mod support;
+use crate::support;
 
 use support::cluster::{Cluster, ClusterOptions};
 use support::e2e::{ARN, Env, Registration, has_token_volume, pod};

@@ -3,7 +3,7 @@
 //! files), `--once` for pipelines, S3 through moto's S3, and the public self-check that reports
 //! a publication that drifted.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! and SIGTERM with a closed log pipe. Each asserts the server closes or answers what it
 //! should within its documented limits and keeps serving a legitimate client.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::SocketAddr;

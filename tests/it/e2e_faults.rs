@@ -2,7 +2,7 @@
 //! These disturb the whole control plane, so they run one after another in one test, on a
 //! control plane of their own.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

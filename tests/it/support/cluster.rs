@@ -105,7 +105,6 @@ pub struct ClusterOptions {
 pub struct Cluster {
     pub dir: PathBuf,
     pub url: String,
-    pub token: String,
     pub ca_pem: String,
     pub kubeconfig: PathBuf,
     pub issuer: String,
@@ -202,7 +201,6 @@ impl Cluster {
         let cluster = Self {
             dir,
             url,
-            token,
             ca_pem: serving.ca_cert,
             kubeconfig,
             issuer,
@@ -221,7 +219,6 @@ impl Cluster {
         let mut cluster = Self {
             dir: std::env::temp_dir(),
             url: String::new(),
-            token: String::new(),
             ca_pem: String::new(),
             kubeconfig,
             issuer: String::new(),

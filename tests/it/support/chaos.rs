@@ -140,11 +140,6 @@ impl Load {
         eprintln!("chaos: {name} ({:?})", self.started.elapsed());
     }
 
-    /// How long the load has been running.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     /// Stops the creators and returns everything they saw.
     pub fn stop(self) -> Report {
         self.stop.store(true, Ordering::SeqCst);

@@ -1,5 +1,4 @@
 //! Shared by the integration tests: a running `irsa-webhook serve` and an HTTPS client for it.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

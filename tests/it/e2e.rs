@@ -1,7 +1,7 @@
 //! End-to-end: the webhook behind a real kube-apiserver (built by tests/cluster/install.sh).
 //! Each test gets its own namespace and webhook process; the control plane is shared.
 
-mod support;
+use crate::support;
 
 use std::sync::OnceLock;
 

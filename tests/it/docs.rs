@@ -2,7 +2,7 @@
 //! default) and every flag of `irsa-webhook serve|discovery|inject|certs|trust-policy|doctor --help` (with its
 //! environment variable) is documented, and nothing documented has gone away.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,7 +4,7 @@
 //!
 //! The public documents are shared, so the tests take turns.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

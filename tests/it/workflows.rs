@@ -12,7 +12,7 @@
 //! actionlint is `$IRSA_ACTIONLINT`, else what `scripts/install-actionlint.sh` prints (built once
 //! from the Go module proxy). actionlint itself reads only the files it is given: no network.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

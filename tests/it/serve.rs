@@ -1,6 +1,6 @@
 //! HTTP-level tests against a running `irsa-webhook serve --service-accounts-file` (no cluster).
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::Duration;

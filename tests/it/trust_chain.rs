@@ -8,7 +8,7 @@
 //!
 //! Both tests restart or depend on the same API server, so they take turns.
 
-mod support;
+use crate::support;
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

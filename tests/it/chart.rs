@@ -15,7 +15,7 @@
 //! helm, kubeconform and the schemas come from scripts/install-tools.sh (cached), the control
 //! plane from tests/cluster/install.sh.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::OnceLock;

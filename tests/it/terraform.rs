@@ -14,7 +14,7 @@
 //! or tofu on PATH, else OpenTofu built once from the Go module proxy). Nothing is written into
 //! the work tree: data directories, state and generated configurations live in temp dirs.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 const PREFIX: &str = "eks.amazonaws.com";
 
 fn fixture() -> Value {
-    let text = include_str!("../bench/fixtures/admission-review.json");
+    let text = include_str!("../../bench/fixtures/admission-review.json");
     serde_json::from_str(text).unwrap()
 }
 

@@ -9,7 +9,7 @@
 //! node, reach the host only at the node's address (moto listens there), and have no default
 //! route. One test, in steps, because the steps build on each other and there is one node.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -328,7 +328,7 @@ fn upgrade(node: &Node, values: &[String], more: &[&str]) {
 }
 
 /// The faults of a webhook's life while pods are created without pause through both failure
-/// policies (`tests/support/chaos.rs`): five rolling restarts, a graceful pod delete and a
+/// policies (`tests/it/support/chaos.rs`): five rolling restarts, a graceful pod delete and a
 /// certificate rotation lose nothing, neither a refused create under `Fail` nor a pod without
 /// its injection under the chart's default `Ignore`; pods created after an API server restart
 /// are injected; the discovery Deployment rolls without a failed JWKS fetch; a SIGKILL and a
