@@ -3,8 +3,8 @@
 #
 #   scripts/build-image.sh [--binary PATH] [--name REPOSITORY:TAG] [--output FILE]
 #
-# Defaults: the release binary (`cargo build --release --locked`, built when missing or older
-# than the sources), localhost/irsa-webhook:dev, target/irsa-webhook-image.tar.
+# Defaults: the binary the Dockerfile ships (`cargo build --profile dist --locked`: fat LTO; built
+# when missing or older than the sources), localhost/irsa-webhook:dev, target/irsa-webhook-image.tar.
 # The image is laid out like the Dockerfile's (distroless/cc): the binary at
 # /usr/local/bin/irsa-webhook, the /webhook link the EKS pod identity webhook's manifests call,
 # the shared libraries the binary links (glibc, libgcc_s) taken from this machine, CA
@@ -40,9 +40,9 @@ command -v python3 >/dev/null || die "python3 is needed (scripts/oci-image.py wr
 command -v ldd >/dev/null || die "ldd is needed to find the libraries the binary links (package libc-bin)"
 
 if [ -z "$binary" ]; then
-    printf 'build-image.sh: cargo build --release --locked\n' >&2
-    (cd "$REPO" && cargo build --release --locked >&2) || die "cargo build --release failed"
-    binary=$REPO/target/release/irsa-webhook
+    printf 'build-image.sh: cargo build --profile dist --locked (the image'"'"'s build: fat LTO)\n' >&2
+    (cd "$REPO" && cargo build --profile dist --locked >&2) || die "cargo build --profile dist failed"
+    binary=${CARGO_TARGET_DIR:-$REPO/target}/dist/irsa-webhook
 fi
 [ -x "$binary" ] || die "$binary is not an executable"
 "$binary" --version >/dev/null 2>&1 || die "$binary does not run on this machine"

@@ -7,7 +7,7 @@
 #
 # `up` builds what is missing (cached in ~/.cache/irsa-webhook: Kubernetes and containerd from
 # the Go module proxy, runc/CNI from Debian, the images), builds irsa-webhook (a debug build,
-# minutes, not the release build's quarter of an hour), starts the node
+# minutes, not the release build's ten), starts the node
 # (tests/cluster/node/node.sh), loads localhost/irsa-webhook:dev (scripts/build-image.sh) and
 # localhost/aws-cli:dev, installs the chart into irsa-system (Pod Security `restricted`; image
 # pullPolicy Never; self-managed certificates; the chart's failurePolicy), waits until the webhook
@@ -46,7 +46,7 @@ up() {
     tools=$(bash "$REPO/scripts/install-tools.sh" | last_line)
     local binary=${IRSA_DEV_BINARY:-}
     if [ -z "$binary" ] && [ -n "${IRSA_DEV_RELEASE:-}" ]; then
-        say "irsa-webhook: cargo build --release --locked (IRSA_DEV_RELEASE: optimised, fat LTO; a quarter of an hour from scratch on 2 cores)"
+        say "irsa-webhook: cargo build --release --locked (IRSA_DEV_RELEASE: optimised; about ten minutes from scratch on 2 cores)"
         (cd "$REPO" && cargo build --release --locked) || die "cargo build --release failed"
         binary=$REPO/target/release/irsa-webhook
     elif [ -z "$binary" ]; then
