@@ -44,15 +44,15 @@ up() {
     say "helm (scripts/install-tools.sh)"
     local tools
     tools=$(bash "$REPO/scripts/install-tools.sh" | last_line)
-    local binary=${IRSA_DEV_BINARY:-}
+    local binary=${IRSA_DEV_BINARY:-} target=${CARGO_TARGET_DIR:-$REPO/target}
     if [ -z "$binary" ] && [ -n "${IRSA_DEV_RELEASE:-}" ]; then
         say "irsa-webhook: cargo build --release --locked (IRSA_DEV_RELEASE: optimised; about ten minutes from scratch on 2 cores)"
         (cd "$REPO" && cargo build --release --locked) || die "cargo build --release failed"
-        binary=$REPO/target/release/irsa-webhook
+        binary=$target/release/irsa-webhook
     elif [ -z "$binary" ]; then
         say "irsa-webhook: cargo build --locked (a debug build: the same code as the release, built in minutes; IRSA_DEV_RELEASE=1 for the optimised one)"
         (cd "$REPO" && cargo build --locked) || die "cargo build failed"
-        binary=$REPO/target/debug/irsa-webhook
+        binary=$target/debug/irsa-webhook
     fi
     binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
     say "the webhook image (scripts/build-image.sh --binary $binary)"

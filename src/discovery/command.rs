@@ -157,9 +157,7 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             None
         };
         if let Some(cluster) = &cluster {
-            // Short-lived: one request, bounded; a start-up note, not a dependency.
-            let client = cluster.client.clone();
-            tokio::spawn(async move { kube_client::log_support(&client).await });
+            kube_client::log_support(&cluster.client);
         }
         let source = match (&cluster, args.key_files.is_empty()) {
             (Some(cluster), true) => Source::ApiServer(ApiServer::new(

@@ -104,13 +104,17 @@ pub async fn support(client: &kube::Client, limit: Duration) -> Option<Support> 
     Support::of(&info.git_version, &info.major, &info.minor)
 }
 
-/// Logs how the API server's version compares with what is tested: a warning when it is not.
-pub async fn log_support(client: &kube::Client) {
-    match support(client, Duration::from_secs(5)).await {
-        Some(support @ Support::Tested(_)) => tracing::info!("{}", support.describe()),
-        Some(support) => tracing::warn!("{}", support.describe()),
-        None => tracing::debug!("the API server's version is unknown"),
-    }
+/// Logs, in the background, how the API server's version compares with what is tested: a
+/// warning when it is not. Short-lived (one request, bounded): a start-up note, not a dependency.
+pub fn log_support(client: &kube::Client) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        match support(&client, Duration::from_secs(5)).await {
+            Some(support @ Support::Tested(_)) => tracing::info!("{}", support.describe()),
+            Some(support) => tracing::warn!("{}", support.describe()),
+            None => tracing::debug!("the API server's version is unknown"),
+        }
+    });
 }
 
 #[cfg(test)]

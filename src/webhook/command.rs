@@ -154,9 +154,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             None
         };
         if let Some(cluster) = &client {
-            // Short-lived: one request, bounded; a start-up note, not a dependency.
-            let client = cluster.client.clone();
-            tokio::spawn(async move { kube_client::log_support(&client).await });
+            kube_client::log_support(&cluster.client);
         }
         let tls = match certificate {
             Certificate::Files(cert, key) => Arc::new(ReloadingConfig::load(
