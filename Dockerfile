@@ -7,7 +7,10 @@
 #
 # The binary is the `dist` profile's (`cargo build --profile dist --locked`: the release build
 # with fat LTO and one codegen unit, a quarter less CPU per admission than `release`; see
-# bench/README.md). Why distroless/cc and not distroless/static: that build targets x86_64/aarch64-unknown-linux-gnu, so the binary links
+# bench/README.md). A multi-platform build (`docker buildx build --platform
+# linux/amd64,linux/arm64 .`) compiles every platform's binary on the build machine's own
+# platform with a cross compiler (scripts/cross-build.sh), never under emulation: only the
+# final stage, which runs nothing, is the target platform's. Why distroless/cc and not distroless/static: that build targets x86_64/aarch64-unknown-linux-gnu, so the binary links
 # glibc (and libgcc_s for unwinding). distroless/cc carries exactly those, from the same Debian
 # release as the builder, so the glibc the binary was linked against is the one it runs with.
 # distroless/static would need a musl build (another target, musl-tools for ring's and
@@ -16,14 +19,16 @@
 ARG RUST_VERSION=1.95
 ARG DEBIAN=trixie
 
-FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS build
+FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-slim-${DEBIAN} AS build
+# The platform of the image being built (amd64 or arm64), set by buildx.
+ARG TARGETARCH
 WORKDIR /src
-# ring and mimalloc compile C; rust:*-slim has gcc and libc6-dev, nothing else is needed.
+# ring and mimalloc compile C: rust:*-slim has gcc and libc6-dev for its own platform;
+# cross-build.sh adds Debian's cross gcc and C library, and rustup's target, for the other.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --profile dist --locked \
-    && install -D -m 0755 target/dist/irsa-webhook /out/irsa-webhook \
+    scripts/cross-build.sh "$TARGETARCH" dist /out/irsa-webhook \
     && mkdir -p /out/links && ln -s /usr/local/bin/irsa-webhook /out/links/webhook
 
 FROM gcr.io/distroless/cc-debian13:nonroot

@@ -7,6 +7,7 @@
 //! the peak RSS (VmHWM) at that moment. Without `--bench` (as under `cargo test --all-targets`)
 //! it runs a 200-ServiceAccount smoke pass so the harness itself stays tested.
 
+mod scale;
 #[allow(dead_code)] // a bench uses a part of the tests' support
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -14,14 +15,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{Api, PostParams};
-use serde_json::json;
 use support::cluster::{Cluster, ClusterOptions};
 use support::{free_port, http_get, write_certs};
-
-const NAMESPACES: usize = 100;
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -37,7 +32,8 @@ fn main() {
     let started = Instant::now();
     runtime.block_on(create(&cluster, count));
     println!(
-        "created {count} ServiceAccounts in {NAMESPACES} namespaces in {:.1} s",
+        "created {count} ServiceAccounts in {} namespaces in {:.1} s",
+        scale::NAMESPACES,
         started.elapsed().as_secs_f64()
     );
     let dir = tempfile::tempdir().unwrap();
@@ -54,33 +50,8 @@ fn main() {
 
 async fn create(cluster: &Cluster, count: usize) {
     let client = cluster.client().await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for n in 0..NAMESPACES {
-        let ns = json!({"metadata": {"name": format!("scale-{n}")}});
-        namespaces
-            .create(&PostParams::default(), &serde_json::from_value(ns).unwrap())
-            .await
-            .unwrap();
-    }
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let sas: Api<ServiceAccount> =
-                Api::namespaced(client.clone(), &format!("scale-{}", i % NAMESPACES));
-            let mut sa = json!({"metadata": {"name": format!("sa-{i}")}});
-            if i % 2 == 0 {
-                sa["metadata"]["annotations"] = json!({
-                    "eks.amazonaws.com/role-arn": format!("arn:aws:iam::111122223333:role/r{i}"),
-                });
-            }
-            async move {
-                sas.create(&PostParams::default(), &serde_json::from_value(sa).unwrap())
-                    .await
-                    .unwrap();
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<()>()
-        .await;
+    scale::create_namespaces(&client, &[]).await;
+    scale::create_service_accounts(&client, 0, count).await;
 }
 
 /// Starts `serve` against the cluster; the time to the first ready answer and VmHWM in KiB.

@@ -10,6 +10,10 @@
 #   helm4        Helm 4, `go install helm.sh/helm/v4/cmd/helm@$HELM4_VERSION` (the chart must
 #                work with both)
 #   kubeconform  `go install github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION`
+#   amazon-eks-pod-identity-webhook
+#                the reference webhook, `go install
+#                github.com/aws/amazon-eks-pod-identity-webhook@$REFERENCE_VERSION`, for
+#                benches/versus_reference.rs
 #   venv/        a Python venv with PyPI's kubernetes-validate, which ships the Kubernetes JSON
 #                schemas in the package, so validation needs no download at test time
 #   schemas/     that package's $SCHEMA_VERSION-local and -local-strict schemas, made loadable by
@@ -24,6 +28,9 @@ set -euo pipefail
 HELM_VERSION=v3.22.0
 HELM4_VERSION=v4.3.1
 KUBECONFORM_VERSION=v0.8.0
+# The newest release the Go module proxy serves (`go list -m -versions
+# github.com/aws/amazon-eks-pod-identity-webhook`).
+REFERENCE_VERSION=v0.6.17
 KUBERNETES_VALIDATE_VERSION=1.37.0
 # The Kubernetes version whose schemas are prepared for kubeconform (the newest the tests run,
 # tests/cluster/kubernetes/); they live in schemas/<version>-*, so a new one is added to the
@@ -53,6 +60,7 @@ GO_VERSION_LINE=$(go version) || die "'go version' failed"
 KEY=$(
     printf '%s\n' "$GO_VERSION_LINE" "helm $HELM_VERSION" "helm4 $HELM4_VERSION" \
         "kubeconform $KUBECONFORM_VERSION" "kubernetes-validate $KUBERNETES_VALIDATE_VERSION" \
+        "reference $REFERENCE_VERSION" \
         "schemas rewrite 1" "version ldflags 2" |
         sha256sum | cut -c1-16
 )
@@ -60,6 +68,7 @@ DIR="$CACHE_DIR/bin/tools-$KEY"
 
 complete() {
     [ -x "$DIR/helm" ] && [ -x "$DIR/helm4" ] && [ -x "$DIR/kubeconform" ] &&
+        [ -x "$DIR/amazon-eks-pod-identity-webhook" ] &&
         [ -f "$DIR/schemas/$SCHEMA_VERSION-local-strict/_definitions.json" ]
 }
 
@@ -117,6 +126,9 @@ go_install helm4 "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION" \
     "-X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION"
 go_install kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
     "-X main.version=$KUBECONFORM_VERSION"
+go_install amazon-eks-pod-identity-webhook \
+    "github.com/aws/amazon-eks-pod-identity-webhook@$REFERENCE_VERSION" \
+    "-X main.webhookVersion=$REFERENCE_VERSION"
 
 if [ ! -f "$DIR/schemas/$SCHEMA_VERSION-local-strict/_definitions.json" ]; then
     if [ ! -x "$DIR/venv/bin/python" ] || ! "$DIR/venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
@@ -150,6 +162,7 @@ cat >"$DIR/VERSIONS" <<EOF
 helm $HELM_VERSION
 helm4 $HELM4_VERSION
 kubeconform $KUBECONFORM_VERSION
+amazon-eks-pod-identity-webhook $REFERENCE_VERSION
 kubernetes-validate $KUBERNETES_VALIDATE_VERSION (schemas $SCHEMA_VERSION)
 $GO_VERSION_LINE
 EOF

@@ -33,6 +33,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v flock >/dev/null || missing+=(util-linux)
 # tests/it/hostile.rs checks that curl's HTTP/2 client receives early answers.
 command -v curl >/dev/null || missing+=(curl)
+# benches/versus_reference.rs (its smoke pass runs here) loads both webhooks with h2load.
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 # The virtualenv for moto and the AWS CLI needs venv and ensurepip (python3-venv on Debian).
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
 # tests/it/workflows.rs: actionlint checks the workflows' run: scripts with shellcheck.
