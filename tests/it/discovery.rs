@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::free_port;
+
 const ISSUER: &str = "https://oidc.example.com/clusters/a";
 const TOKEN: &str = "test-token";
 const DISCOVERY: &str = "/.well-known/openid-configuration";
@@ -357,15 +359,6 @@ impl Reply {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
-}
-
-/// A free loopback port (the listener is closed again; the race with other binds is tolerable).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {

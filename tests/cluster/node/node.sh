@@ -107,7 +107,33 @@ wait_until() { # wait_until SECONDS WHAT PROCESS COMMAND...: poll until COMMAND 
     die "$what not ready within ${limit}s (log: $LOGS/$name.log)"
 }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# free_ports N: N distinct free loopback ports, one per line, from below the kernel's ephemeral
+# range (bind(0) picks from it, where every outgoing connection also takes its local port, so
+# one could hold the port before the component binds it), and above the Kubernetes components'
+# well-known defaults (10248-10259), at random.
+free_ports() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+if low - 20000 < 1000:
+    sys.exit(f"the ephemeral port range starts at {low}: too low to keep ports out of it")
+wanted, found = int(sys.argv[1]), []
+for port in random.sample(range(20000, low), low - 20000):
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        probe.close()
+    found.append(port)
+    if len(found) == wanted:
+        break
+if len(found) < wanted:
+    sys.exit(f"only {len(found)} free ports below {low}")
+print("\n".join(map(str, found)))
+PY
+}
 
 # ---------------------------------------------------------------------------
 # up
@@ -227,10 +253,10 @@ EOF
 
 control_plane() {
     if [ ! -f "$STATE/ports" ]; then
-        local name
-        for name in ETCD_PORT ETCD_PEER_PORT API_PORT KUBELET_PORT PROXY_METRICS_PORT PROXY_HEALTHZ_PORT; do
-            printf '%s=%s\n' "$name" "$(free_port)"
-        done >"$STATE/ports"
+        local names=(ETCD_PORT ETCD_PEER_PORT API_PORT KUBELET_PORT PROXY_METRICS_PORT PROXY_HEALTHZ_PORT)
+        local ports
+        ports=$(free_ports "${#names[@]}") || die "no free ports for the control plane"
+        paste -d= <(printf '%s\n' "${names[@]}") <(printf '%s\n' "$ports") >"$STATE/ports"
     fi
     # shellcheck disable=SC1091
     . "$STATE/ports"

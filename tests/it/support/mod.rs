@@ -27,13 +27,37 @@ metadata:
     eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app
 ";
 
-/// A free loopback port (the listener is closed again; the race with other binds is tolerable).
+/// A free loopback port for a server a test is about to start (the probing listener is closed
+/// again). It is taken from below the kernel's ephemeral port range: `bind(0)` picks from that
+/// range, where every outgoing connection (an API server's to etcd, a client's to anything) also
+/// takes its local port, so one of them could hold the port by the time the server binds it.
+/// Each process walks the range from its own random start, so parallel test processes rarely
+/// probe the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Above the well-known defaults of Kubernetes components (10248-10259, which the node binds).
+    const FIRST: u32 = 20_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = below.saturating_sub(FIRST);
+    assert!(
+        span >= 1_000,
+        "the ephemeral port range starts at {below}: too low to keep test ports out of it"
+    );
+    // RandomState's keys are random per process.
+    let next = NEXT.get_or_init(|| AtomicU32::new(RandomState::new().hash_one(0u8) as u32));
+    for _ in 0..span {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {below}");
 }
 
 /// The address webhooks started by tests listen on: loopback, or `$IRSA_E2E_WEBHOOK_HOST` when
