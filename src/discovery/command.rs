@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,7 @@ use crate::serving::server::Limits;
 use crate::serving::shutdown::{Shutdown, ShutdownArgs};
 use crate::serving::supervisor::Supervisor;
 use crate::serving::tls::ReloadingConfig;
-use crate::serving::{kube_client, server};
+use crate::serving::{aws, kube_client, server};
 
 /// `discovery`: flags.
 #[derive(Debug, Args)]
@@ -168,15 +168,18 @@ pub fn run(args: DiscoveryArgs) -> Result<()> {
             _ => Source::KeyFiles(args.key_files.clone()),
         };
         let mut targets: Vec<Target> = dir.into_iter().map(Target::Dir).collect();
-        for location in &args.export_s3 {
-            let exporter = S3Exporter::new(
-                location.clone(),
-                args.s3_path_style,
-                settings.refresh_interval,
-                settings.fetch_timeout,
-            )
-            .await;
-            targets.push(Target::S3(exporter));
+        if !args.export_s3.is_empty() {
+            let client = aws::Client::new(settings.fetch_timeout).await;
+            for location in &args.export_s3 {
+                let exporter = S3Exporter::new(
+                    client.clone(),
+                    location.clone(),
+                    args.s3_path_style,
+                    settings.refresh_interval,
+                )
+                .with_context(|| format!("--export-s3 {location}"))?;
+                targets.push(Target::S3(exporter));
+            }
         }
         let shutdown = Shutdown::on_signal(&args.shutdown);
         let supervisor = Supervisor::new(shutdown.clone());

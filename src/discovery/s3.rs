@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
+use hyper::body::Bytes;
 
 use super::document::{DISCOVERY_PATH, Documents, JWKS_PATH};
 use crate::error::ConfigError;
+use crate::serving::aws::endpoint::EndpointError;
+use crate::serving::aws::s3::Bucket;
+use crate::serving::aws::{AwsError, Client};
 
 /// A bucket and a key prefix (no leading or trailing slash; empty for the bucket's root).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,41 +79,36 @@ impl std::fmt::Display for S3Location {
 
 /// Why an upload failed; the objects already there stay.
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} s3://{bucket}/{key}: {cause}")]
+#[error("s3://{bucket}/{key}: {cause}")]
 pub struct S3Error {
-    operation: &'static str,
     bucket: String,
     key: String,
-    cause: String,
+    cause: AwsError,
 }
 
 /// Writes to one [`S3Location`].
 #[derive(Clone)]
 pub struct S3Exporter {
-    client: aws_sdk_s3::Client,
+    bucket: Bucket,
     location: S3Location,
     cache_control: String,
 }
 
 impl S3Exporter {
-    /// A client from the standard AWS configuration (`AWS_ENDPOINT_URL_S3` for S3-compatible
-    /// stores, `path_style` for those that want the bucket in the path); objects say
+    /// Writes with `client` (`AWS_ENDPOINT_URL_S3` for S3-compatible stores, `path_style` for
+    /// those that want the bucket in the path); objects say
     /// `Cache-Control: public, max-age=<refresh interval>`.
-    pub async fn new(
+    pub fn new(
+        client: Client,
         location: S3Location,
         path_style: bool,
         refresh_interval: Duration,
-        limit: Duration,
-    ) -> Self {
-        let config = crate::serving::aws::config(limit).await;
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(path_style)
-            .build();
-        Self {
-            client: aws_sdk_s3::Client::from_conf(s3),
+    ) -> Result<Self, EndpointError> {
+        Ok(Self {
+            bucket: Bucket::new(client, &location.bucket, path_style)?,
             location,
             cache_control: format!("public, max-age={}", refresh_interval.as_secs().max(1)),
-        }
+        })
     }
 
     /// Where it writes.
@@ -128,50 +125,30 @@ impl S3Exporter {
             (DISCOVERY_PATH, &docs.discovery.body),
         ] {
             let key = self.location.key(path);
-            if self.current(&key).await?.as_deref() == Some(body.as_slice()) {
+            let current = self
+                .bucket
+                .get(&key)
+                .await
+                .map_err(|e| self.error(&key, e))?;
+            if current.as_deref() == Some(body.as_slice()) {
                 continue;
             }
-            self.client
-                .put_object()
-                .bucket(&self.location.bucket)
-                .key(&key)
-                .body(ByteStream::from(body.clone()))
-                .content_type("application/json")
-                .cache_control(&self.cache_control)
-                .send()
+            self.bucket
+                .put(
+                    &key,
+                    Bytes::from(body.clone()),
+                    "application/json",
+                    &self.cache_control,
+                )
                 .await
-                .map_err(|e| self.error("PUT", &key, DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| self.error(&key, e))?;
             written += 1;
         }
         Ok(written)
     }
 
-    /// The object's bytes, `None` when there is none.
-    async fn current(&self, key: &str) -> Result<Option<Vec<u8>>, S3Error> {
-        let answer = self
-            .client
-            .get_object()
-            .bucket(&self.location.bucket)
-            .key(key)
-            .send()
-            .await;
-        match answer {
-            Ok(object) => {
-                let bytes = object
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| self.error("GET", key, e.to_string()))?;
-                Ok(Some(bytes.to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(self.error("GET", key, DisplayErrorContext(&e).to_string())),
-        }
-    }
-
-    fn error(&self, operation: &'static str, key: &str, cause: String) -> S3Error {
+    fn error(&self, key: &str, cause: AwsError) -> S3Error {
         S3Error {
-            operation,
             bucket: self.location.bucket.clone(),
             key: key.to_owned(),
             cause,

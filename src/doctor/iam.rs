@@ -1,11 +1,10 @@
-//! The AWS side, read-only through the AWS SDK and the standard credential chain
+//! The AWS side, read-only with the standard credential chain
 //! (`iam:ListOpenIDConnectProviders`, `iam:GetOpenIDConnectProvider`, `iam:GetRole`,
 //! `sts:GetCallerIdentity`): the OIDC provider for the issuer, its client IDs and thumbprints,
 //! and the role's trust policy evaluated locally against the minted token.
 
 use std::time::Duration;
 
-use aws_sdk_iam::error::DisplayErrorContext;
 use serde_json::Value;
 
 use super::chain::{Minted, PublicSide};
@@ -13,19 +12,17 @@ use super::compare::issuer_difference;
 use super::report::{Check, Report};
 use super::trust_policy::evaluate::{self, Request};
 use super::trust_policy::provider_path;
+use crate::serving::aws::{Client, query};
 
-/// IAM and STS clients.
+/// The client for IAM and STS.
 pub struct Aws {
-    iam: aws_sdk_iam::Client,
-    sts: aws_sdk_sts::Client,
+    client: Client,
 }
 
-/// IAM and STS clients on the standard AWS configuration, every call bounded by `limit`.
+/// The client on the standard AWS configuration, every call bounded by `limit`.
 pub async fn connect(limit: Duration) -> Aws {
-    let config = crate::serving::aws::config(limit).await;
     Aws {
-        iam: aws_sdk_iam::Client::new(&config),
-        sts: aws_sdk_sts::Client::new(&config),
+        client: Client::new(limit).await,
     }
 }
 
@@ -46,15 +43,15 @@ pub async fn check(
     public: Option<&PublicSide>,
     report: &mut Report,
 ) {
-    match aws.sts.get_caller_identity().send().await {
+    match query::caller_arn(&aws.client).await {
         Ok(me) => report.push(Check::ok(
             "aws.identity",
-            format!("AWS calls are made as {}", me.arn().unwrap_or("?")),
+            format!("AWS calls are made as {me}"),
         )),
         Err(e) => {
             report.push(Check::fail(
                 "aws.identity",
-                format!("no usable AWS credentials: {}", DisplayErrorContext(&e)),
+                format!("no usable AWS credentials: {e}"),
                 "set AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...) for an identity that may read IAM",
             ));
             return;
@@ -110,17 +107,10 @@ pub async fn check(
         return;
     };
     let name = role_arn.rsplit('/').next().unwrap_or_default();
-    let document = match aws.iam.get_role().role_name(name).send().await {
-        Ok(answer) => answer
-            .role()
-            .and_then(|r| r.assume_role_policy_document())
-            .map(percent_decode)
-            .unwrap_or_default(),
+    let document = match query::role_trust_policy(&aws.client, name).await {
+        Ok(document) => percent_decode(&document),
         Err(e) => {
-            let missing = e
-                .as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception());
-            report.push(if missing {
+            report.push(if e.code() == Some("NoSuchEntity") {
                 Check::fail(
                     "role.exists",
                     format!("role {name} does not exist in this account"),
@@ -129,7 +119,7 @@ pub async fn check(
             } else {
                 Check::fail(
                     "role.exists",
-                    format!("iam:GetRole {name}: {}", DisplayErrorContext(&e)),
+                    format!("{name}: {e}"),
                     "allow this identity iam:GetRole",
                 )
             });
@@ -192,16 +182,12 @@ pub async fn check(
 /// `issuer.iam-provider`: the provider whose URL is the issuer, else the closest one named.
 async fn find_provider(aws: &Aws, issuer: &str, report: &mut Report) -> Option<OidcProvider> {
     const ID: &str = "issuer.iam-provider";
-    let arns: Vec<String> = match aws.iam.list_open_id_connect_providers().send().await {
-        Ok(list) => list
-            .open_id_connect_provider_list()
-            .iter()
-            .filter_map(|p| p.arn().map(str::to_owned))
-            .collect(),
+    let arns = match query::oidc_provider_arns(&aws.client).await {
+        Ok(arns) => arns,
         Err(e) => {
             report.push(Check::fail(
                 ID,
-                format!("iam:ListOpenIDConnectProviders: {}", DisplayErrorContext(&e)),
+                e.to_string(),
                 "allow this identity iam:ListOpenIDConnectProviders and iam:GetOpenIDConnectProvider",
             ));
             return None;
@@ -236,13 +222,7 @@ async fn find_provider(aws: &Aws, issuer: &str, report: &mut Report) -> Option<O
         ));
         return None;
     };
-    match aws
-        .iam
-        .get_open_id_connect_provider()
-        .open_id_connect_provider_arn(&arn)
-        .send()
-        .await
-    {
+    match query::oidc_provider(&aws.client, &arn).await {
         Ok(p) => {
             report.push(Check::ok(
                 ID,
@@ -250,17 +230,14 @@ async fn find_provider(aws: &Aws, issuer: &str, report: &mut Report) -> Option<O
             ));
             Some(OidcProvider {
                 arn,
-                client_ids: p.client_id_list().to_vec(),
-                thumbprints: p.thumbprint_list().to_vec(),
+                client_ids: p.client_ids,
+                thumbprints: p.thumbprints,
             })
         }
         Err(e) => {
             report.push(Check::fail(
                 ID,
-                format!(
-                    "iam:GetOpenIDConnectProvider {arn}: {}",
-                    DisplayErrorContext(&e)
-                ),
+                format!("{arn}: {e}"),
                 "allow this identity iam:GetOpenIDConnectProvider",
             ));
             None

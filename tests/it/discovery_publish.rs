@@ -194,16 +194,17 @@ fn once_publishes_nothing_when_a_key_file_is_bad() {
     assert!(!site.join(".well-known/openid-configuration").exists());
 }
 
-/// moto's S3 and the environment that points an SDK at it.
+/// moto's S3, verifying every signature, and the environment that points a client at it.
 fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| Moto::start(&venv()))
+    MOTO.get_or_init(|| Moto::start_verifying(&venv()))
 }
 
 fn s3_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    let [id, secret] = moto.credentials();
     vec![
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        (id.0, id.1.to_owned()),
+        (secret.0, secret.1.to_owned()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ENDPOINT_URL_S3", moto.endpoint.clone()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
@@ -211,6 +212,11 @@ fn s3_env(moto: &Moto) -> Vec<(&'static str, String)> {
 }
 
 fn once_to_s3(moto: &Moto, key_files: &str, target: &str) -> Output {
+    once_to_s3_with(moto, key_files, target, &[])
+}
+
+/// [`once_to_s3`] with `env` overriding the client's environment.
+fn once_to_s3_with(moto: &Moto, key_files: &str, target: &str, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
         .args([
             "discovery",
@@ -229,6 +235,7 @@ fn once_to_s3(moto: &Moto, key_files: &str, target: &str) -> Output {
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .envs(s3_env(moto).iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -292,6 +299,25 @@ fn s3_export_writes_both_documents_only_when_they_change() {
         head(moto, jwks_key)["ETag"],
         first.0,
         "the rotated set is still there"
+    );
+
+    // Keys that need encoding are signed as sent: moto recomputes every signature.
+    let odd = once_to_s3(moto, &rsa, "s3://bucket-a/team a+b/é~");
+    assert!(
+        odd.status.success(),
+        "{}",
+        String::from_utf8_lossy(&odd.stderr)
+    );
+    let meta = head(moto, "team a+b/é~/openid/v1/jwks");
+    assert_eq!(meta["ContentType"], "application/json", "{meta}");
+
+    // A wrong secret is refused by the signature check and named as such.
+    let forged = once_to_s3_with(moto, &rsa, target, &[("AWS_SECRET_ACCESS_KEY", "wrong")]);
+    assert!(!forged.status.success());
+    let stderr = String::from_utf8_lossy(&forged.stderr);
+    assert!(
+        stderr.contains("s3:GetObject") && stderr.contains("SignatureDoesNotMatch"),
+        "{stderr}"
     );
 }
 

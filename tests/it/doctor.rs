@@ -69,7 +69,7 @@ fn setup() -> Option<&'static Setup> {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("issuer-ca.pem");
         std::fs::write(&ca_file, &issuer.ca_pem).unwrap();
-        let moto = Moto::start(&venv());
+        let moto = Moto::start_verifying(&venv());
         let role = format!("arn:aws:iam::{ACCOUNT}:role/doctor-app");
         Setup {
             cluster,
@@ -91,6 +91,16 @@ fn doctor(setup: &Setup, args: &[&str]) -> (bool, Vec<Value>) {
 
 /// The report of `doctor --kubeconfig kubeconfig args` (JSON) and whether it exited 0.
 fn doctor_with(setup: &Setup, kubeconfig: &Path, args: &[&str]) -> (bool, Vec<Value>) {
+    doctor_env(setup, kubeconfig, args, &[])
+}
+
+/// [`doctor_with`] with `env` overriding doctor's environment.
+fn doctor_env(
+    setup: &Setup,
+    kubeconfig: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, Vec<Value>) {
     let home = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
         .arg("doctor")
@@ -100,11 +110,11 @@ fn doctor_with(setup: &Setup, kubeconfig: &Path, args: &[&str]) -> (bool, Vec<Va
         .args(args)
         .env_clear()
         .env("HOME", home.path())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .envs(setup.moto.credentials())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", &setup.moto.endpoint)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -200,10 +210,11 @@ fn trust(setup: &Setup, service_account: &str) {
     let policy = String::from_utf8(output.stdout).unwrap();
     let m = &setup.moto;
     // Absent the first time.
+    let [id, secret] = m.credentials();
     let _ = m.aws(
         &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            id,
+            secret,
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ENDPOINT_URL", &m.endpoint),
         ],
@@ -549,6 +560,28 @@ async fn the_aws_side_is_compared_with_the_token() {
     let (_, checks) = run("app");
     expect(&checks, "issuer.iam-provider", "ok", "");
     expect(&checks, "issuer.thumbprint", "fail", &thumbprint);
+
+    // moto verifies every signature: one made with a wrong secret is refused and named.
+    let ca_file = setup.ca_file.display().to_string();
+    let args = [
+        "-n",
+        &env.ns,
+        "--service-account",
+        "app",
+        "--ca-file",
+        &ca_file,
+        "--aws",
+    ];
+    let kubeconfig = &setup.cluster.kubeconfig;
+    let forged = [("AWS_SECRET_ACCESS_KEY", "wrong")];
+    let (passed, checks) = doctor_env(setup, kubeconfig, &args, &forged);
+    assert!(!passed);
+    expect(
+        &checks,
+        "aws.identity",
+        "fail",
+        "sts:GetCallerIdentity: SignatureDoesNotMatch",
+    );
     env.cleanup().await;
 }
 

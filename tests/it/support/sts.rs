@@ -43,9 +43,12 @@ pub fn venv() -> PathBuf {
 /// (`GetCallerIdentity`) but their signatures are not verified. The checks STS makes are
 /// therefore made by the tests themselves: the signature, `iss`, `aud`, `exp` and `sub` through
 /// the discovery server (`support::discovery::RelyingParty`), and the trust policy's conditions
-/// against the verified claims.
+/// against the verified claims. Where this crate signs requests itself (IAM, STS and S3 for
+/// `doctor` and the S3 export), [`Moto::start_verifying`] makes a moto that checks them.
 pub struct Moto {
     pub endpoint: String,
+    /// The access key ID and secret that [`Moto::admin`] signs with.
+    keys: (String, String),
     venv: PathBuf,
     home: PathBuf,
     recording: PathBuf,
@@ -69,6 +72,49 @@ impl Moto {
     /// Starts `moto_server` listening on `host` (an address of this machine, such as a real
     /// node's, where pods reach it) and waits until it answers.
     pub fn start_on(venv: &Path, host: std::net::IpAddr) -> Self {
+        Self::spawn(venv, host, &[])
+    }
+
+    /// A moto that verifies every request's SigV4 signature as AWS does (recomputed with
+    /// botocore from the request it received) and evaluates the caller's IAM policies: after
+    /// three unsigned calls that make user `admin` with an allow-all policy and an access key,
+    /// only that key (see [`Moto::credentials`]) is accepted.
+    pub fn start_verifying(venv: &Path) -> Self {
+        const SETUP_CALLS: usize = 3;
+        let mut moto = Self::spawn(
+            venv,
+            [127, 0, 0, 1].into(),
+            &[format!("INITIAL_NO_AUTH_ACTION_COUNT={SETUP_CALLS}")],
+        );
+        moto.admin(&["iam", "create-user", "--user-name", "admin"]);
+        moto.admin(&[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "admin",
+            "--policy-name",
+            "everything",
+            "--policy-document",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        ]);
+        let key = moto.admin(&["iam", "create-access-key", "--user-name", "admin"]);
+        let field = |name: &str| key["AccessKey"][name].as_str().unwrap().to_owned();
+        moto.keys = (field("AccessKeyId"), field("SecretAccessKey"));
+        let me = moto.admin(&["sts", "get-caller-identity"]);
+        assert_eq!(me["Arn"], format!("arn:aws:iam::{ACCOUNT}:user/admin"));
+        moto
+    }
+
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` for a client that [`Moto::admin`]'s
+    /// key signs for.
+    pub fn credentials(&self) -> [(&'static str, &str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", &self.keys.0),
+            ("AWS_SECRET_ACCESS_KEY", &self.keys.1),
+        ]
+    }
+
+    fn spawn(venv: &Path, host: std::net::IpAddr, env: &[String]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("irsa-moto-")
             .tempdir()
@@ -80,15 +126,18 @@ impl Moto {
         let log = dir.join("moto.log");
         let port = free_port();
         // `env` execs moto_server, so the guard's kill reaches moto itself.
-        let args = vec![
+        let mut args = vec![
             "MOTO_ENABLE_RECORDING=true".to_owned(),
             format!("MOTO_RECORDER_FILEPATH={}", recording.display()),
+        ];
+        args.extend_from_slice(env);
+        args.extend([
             venv.join("bin/moto_server").display().to_string(),
             "-H".into(),
             host.to_string(),
             "-p".into(),
             port.to_string(),
-        ];
+        ]);
         let process = Guarded::spawn(Path::new("/usr/bin/env"), &args, &log, Some(&dir));
         let addr = SocketAddr::from((host, port));
         let started = Instant::now();
@@ -102,6 +151,7 @@ impl Moto {
         }
         Self {
             endpoint: format!("http://{addr}"),
+            keys: ("testing".into(), "testing".into()),
             venv: venv.to_owned(),
             home,
             recording,
@@ -109,13 +159,15 @@ impl Moto {
         }
     }
 
-    /// Runs `aws args --output json` as moto's administrator (dummy static keys); returns the
-    /// parsed answer (null when there is none) and panics on failure.
+    /// Runs `aws args --output json` as moto's administrator (dummy static keys, or `admin`'s
+    /// of a verifying moto); returns the parsed answer (null when there is none) and panics on
+    /// failure.
     pub fn admin(&self, args: &[&str]) -> Value {
+        let [id, secret] = self.credentials();
         let output = self.aws(
             &[
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                id,
+                secret,
                 ("AWS_DEFAULT_REGION", "us-east-1"),
                 ("AWS_ENDPOINT_URL", &self.endpoint),
             ],
