@@ -6,9 +6,16 @@
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::report::Check;
 use super::webhook::Webhooks;
@@ -131,34 +138,58 @@ fn warning_text(header: &str) -> String {
 /// A pod of `service_account` that any namespace admits (Pod Security `restricted`, small
 /// requests and limits for quotas), never run: `image` is not pulled.
 pub fn probe_pod(service_account: &str, image: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"generateName": PROBE_PREFIX, "labels": {PROBE_LABEL: "true"}},
-        "spec": {
-            "serviceAccountName": service_account,
-            "restartPolicy": "Never",
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [{
-                "name": "probe",
-                "image": image,
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "readOnlyRootFilesystem": true,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "16Mi"},
-                    "limits": {"cpu": "10m", "memory": "16Mi"},
-                },
-            }],
+    // Built as values, not read from JSON: reading would compile the whole Pod type's
+    // deserializer once more for `serde_json::Value`.
+    let small = || {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity("10m".to_owned())),
+            ("memory".to_owned(), Quantity("16Mi".to_owned())),
+        ])
+    };
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(PROBE_PREFIX.to_owned()),
+            labels: Some(BTreeMap::from([(
+                PROBE_LABEL.to_owned(),
+                "true".to_owned(),
+            )])),
+            ..ObjectMeta::default()
         },
-    }))
-    .expect("a valid Pod")
+        spec: Some(PodSpec {
+            service_account_name: Some(service_account.to_owned()),
+            restart_policy: Some("Never".to_owned()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![Container {
+                name: "probe".to_owned(),
+                image: Some(image.to_owned()),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".to_owned()]),
+                        ..Capabilities::default()
+                    }),
+                    ..SecurityContext::default()
+                }),
+                resources: Some(ResourceRequirements {
+                    requests: Some(small()),
+                    limits: Some(small()),
+                    ..ResourceRequirements::default()
+                }),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
 }
 
 /// What the webhook must have injected into the probe pod.
@@ -463,6 +494,7 @@ mod tests {
     use super::super::report::Status;
     use super::*;
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhook;
+    use serde_json::json;
 
     const ARN: &str = "arn:aws:iam::111122223333:role/app";
 
@@ -751,5 +783,30 @@ mod tests {
             json!(["ALL"])
         );
         assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["spec"],
+            json!({
+                "serviceAccountName": "app",
+                "restartPolicy": "Never",
+                "securityContext": {
+                    "runAsNonRoot": true,
+                    "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [{
+                    "name": "probe",
+                    "image": "registry.example/irsa:1",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": false,
+                        "readOnlyRootFilesystem": true,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "16Mi"},
+                        "limits": {"cpu": "10m", "memory": "16Mi"},
+                    },
+                }],
+            })
+        );
     }
 }
