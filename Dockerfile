@@ -6,7 +6,7 @@
 #   docker build -t ghcr.io/irsa-webhook/irsa-webhook:0.1.0 .
 #
 # The binary is the `dist` profile's (`cargo build --profile dist --locked`: the release build
-# with fat LTO and one codegen unit, a quarter less CPU per admission than `release`; see
+# with fat LTO and one codegen unit, the least CPU per admission of the profiles; see
 # bench/README.md). A multi-platform build (`docker buildx build --platform
 # linux/amd64,linux/arm64 .`) compiles every platform's binary on the build machine's own
 # platform with a cross compiler (scripts/cross-build.sh), never under emulation: only the
