@@ -32,7 +32,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::errors::chain;
-use endpoint::Endpoints;
+use endpoint::{EndpointError, Endpoints};
 
 /// The largest answer read; IAM, STS and the issuer documents are far smaller.
 const MAX_ANSWER: usize = 4 << 20;
@@ -87,6 +87,8 @@ pub enum AwsError {
     },
     #[error("{operation}: the answer cannot be read: {cause}")]
     Answer { operation: String, cause: String },
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
 }
 
 impl AwsError {

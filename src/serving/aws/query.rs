@@ -15,21 +15,11 @@ pub struct OidcProvider {
 /// `sts:GetCallerIdentity`: the ARN the calls are made as.
 pub async fn caller_arn(client: &Client) -> Result<String, AwsError> {
     let operation = "sts:GetCallerIdentity";
-    let url = client
-        .endpoints()
-        .sts()
-        .map_err(|e| unusable(operation, e))?;
-    let region = client.endpoints().region().to_owned();
+    let endpoints = client.endpoints();
+    let url = endpoints.sts()?;
     let params = [("Action", "GetCallerIdentity")];
-    let body = call(
-        client,
-        operation,
-        &url,
-        ("sts", &region),
-        "2011-06-15",
-        &params,
-    )
-    .await?;
+    let signing = ("sts", endpoints.region());
+    let body = call(client, operation, &url, signing, "2011-06-15", &params).await?;
     read(operation, &body, |doc| first_text(doc, "Arn"))
 }
 
@@ -67,10 +57,7 @@ pub async fn role_trust_policy(client: &Client, name: &str) -> Result<String, Aw
 
 async fn iam(client: &Client, action: &str, params: &[(&str, &str)]) -> Result<Bytes, AwsError> {
     let operation = format!("iam:{action}");
-    let (url, region) = client
-        .endpoints()
-        .iam()
-        .map_err(|e| unusable(&operation, e))?;
+    let (url, region) = client.endpoints().iam()?;
     let mut all = vec![("Action", action)];
     all.extend_from_slice(params);
     call(
@@ -113,13 +100,6 @@ async fn call(
         })
         .await?;
     Ok(answer.body)
-}
-
-fn unusable(operation: &str, e: impl std::fmt::Display) -> AwsError {
-    AwsError::Answer {
-        operation: operation.to_owned(),
-        cause: e.to_string(),
-    }
 }
 
 /// Applies `pick` to the parsed answer; an answer without what `pick` wants is an error.
