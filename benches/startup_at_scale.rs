@@ -91,12 +91,7 @@ fn start_serve(cluster: &Cluster, certs: &std::path::Path) -> (Duration, u64) {
         );
         std::thread::sleep(Duration::from_millis(5));
     };
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0);
+    let peak = scale::status_kib(child.id(), "VmHWM");
     let _ = child.kill();
     let _ = child.wait();
     (ready, peak)

@@ -315,7 +315,7 @@ impl Bench {
             single_rps: single,
             p50_ms: at(0.50),
             p99_ms: at(0.99),
-            rss_mib: rss_kib(running.child.id()) as f64 / 1024.0,
+            rss_mib: scale::status_kib(running.child.id(), "VmRSS") as f64 / 1024.0,
         }
     }
 
@@ -617,16 +617,6 @@ fn machine() -> Machine {
         busy: total - idle - steal,
         steal,
     }
-}
-
-/// VmRSS of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("no VmRSS")
 }
 
 /// Microseconds from start to end of each request in an h2load `--log-file`.

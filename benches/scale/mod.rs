@@ -1,5 +1,6 @@
 //! ServiceAccounts at scale in a real API server, for the benches that start `serve` against
-//! one: `sa-<i>` in namespaces `scale-0` .. `scale-99`, one in two annotated with a role.
+//! one: `sa-<i>` in namespaces `scale-0` .. `scale-99`, one in two annotated with a role; and
+//! what those benches read of the processes they start.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -45,4 +46,14 @@ pub async fn create_service_accounts(client: &kube::Client, from: usize, to: usi
         .buffer_unordered(32)
         .collect::<()>()
         .await;
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
