@@ -168,9 +168,7 @@ pub async fn connect(
         ))
     })?;
     let recorder = Arc::new(Recorder::new(roots).map_err(tls)?);
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("ring supports TLS 1.2 and 1.3")
+    let mut config = super::tls::client_builder()
         .dangerous()
         .with_custom_certificate_verifier(recorder.clone())
         .with_no_client_auth();

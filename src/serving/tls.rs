@@ -165,6 +165,17 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// TLS 1.3 and 1.2, nothing older, for every server and client of this crate.
+pub const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// A client configuration with [`provider`] and [`VERSIONS`], its verifier still to choose.
+pub fn client_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .expect("ring supports TLS 1.2 and 1.3")
+}
+
 /// PEM text and a name for it in error messages (a path, or a Secret key).
 pub struct PemSource<'a> {
     pub name: &'a str,
@@ -214,7 +225,7 @@ pub fn server_config_from_pem(
         reason: e.to_string(),
     })?;
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(VERSIONS)
         .expect("ring supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_single_cert(chain, private_key)

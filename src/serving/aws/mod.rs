@@ -376,13 +376,9 @@ fn https(connect: Duration) -> Https {
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = super::tls::client_builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_connect_timeout(Some(connect));
