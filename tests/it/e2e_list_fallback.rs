@@ -1,5 +1,6 @@
 //! An API server that does not stream lists (WatchList off, as before Kubernetes 1.32): the
-//! ServiceAccount index falls back to paged lists, becomes ready and mutates.
+//! ServiceAccount index, which lists at `resourceVersion=0` and then watches, needs no streaming;
+//! it becomes ready and mutates.
 
 use crate::support;
 
@@ -7,7 +8,7 @@ use support::cluster::{Cluster, ClusterOptions};
 use support::e2e::{ARN, Env, Registration, has_token_volume, pod};
 
 #[tokio::test]
-async fn without_streaming_lists_the_index_lists_in_pages() {
+async fn without_streaming_lists_the_index_is_ready_and_mutates() {
     if support::cluster::skipped_on_own_cluster(
         "e2e_list_fallback",
         "it needs an API server started with WatchList off",

@@ -1,17 +1,19 @@
 //! The ServiceAccount index: which ServiceAccounts exist and the role annotations of those that
-//! have one, kept current by a cluster-wide metadata-only watch, with one shared, time-bounded
-//! API GET per ServiceAccount that is not (yet) in the index.
+//! have one, kept current by a cluster-wide metadata-only list and watch ([`watch`]), with one
+//! shared, time-bounded API GET per ServiceAccount that is not (yet) in the index.
 
-use std::collections::HashMap;
+mod list;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::Api;
 
 use crate::injection::config::InjectionConfig;
 use crate::injection::identity::SaAnnotations;
@@ -85,8 +87,8 @@ impl Index {
         index
     }
 
-    /// An index fed by a cluster-wide metadata watch; not ready until the first list completes.
-    /// The returned future runs the watch forever (it retries with backoff) and must be spawned.
+    /// An index fed by a cluster-wide metadata list and watch; not ready until the first list
+    /// completes. The returned future runs forever (it retries with backoff) and must be spawned.
     pub fn watch(
         cluster: Cluster,
         lookup_timeout: Duration,
@@ -101,7 +103,7 @@ impl Index {
             flights: Mutex::default(),
         };
         let index = Self::new(Store::new(), cfg, metrics, Some(fallback));
-        let task = index.clone().run_watch(Api::all(client)).boxed();
+        let task = watch::run(index.clone(), client).boxed();
         (index, task)
     }
 
@@ -196,16 +198,15 @@ impl Index {
     /// Spawns the GET so it completes (and fills the index) even if every asker gives up.
     fn start_flight(&self, api: &ApiFallback, namespace: &str, name: &str) -> Flight {
         let index = self.clone();
-        let sas: Api<PartialObjectMeta<ServiceAccount>> =
-            Api::namespaced(api.client.clone(), namespace);
+        let sas: Api<ServiceAccount> = Api::namespaced(api.client.clone(), namespace);
         let (namespace, name, timeout) = (namespace.to_owned(), name.to_owned(), api.timeout);
         let api_url = api.url.clone();
         let task = tokio::spawn(async move {
-            let result = tokio::time::timeout(timeout, sas.get_opt(&name)).await;
+            let result = tokio::time::timeout(timeout, sas.get_metadata_opt(&name)).await;
             let lookup = match result {
                 Ok(Ok(Some(sa))) => {
                     index.inner.metrics.lookup("api_found");
-                    let annotations = index.annotations_of(&sa);
+                    let annotations = index.annotations_of(sa.metadata.annotations.as_ref());
                     index.insert(&namespace, &name, annotations.clone());
                     Lookup::Found(annotations)
                 }
@@ -241,10 +242,43 @@ impl Index {
         .shared()
     }
 
-    fn annotations_of(&self, sa: &PartialObjectMeta<ServiceAccount>) -> Option<Arc<SaAnnotations>> {
-        let annotations = sa.metadata.annotations.as_ref()?;
-        let pairs = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    /// What the index keeps of a ServiceAccount's annotations.
+    fn annotations_of(
+        &self,
+        annotations: Option<&BTreeMap<String, String>>,
+    ) -> Option<Arc<SaAnnotations>> {
+        let pairs = annotations.into_iter().flatten();
+        let pairs = pairs.map(|(k, v)| (k.as_str(), v.as_str()));
         SaAnnotations::from_annotations(&self.inner.cfg, pairs).map(Arc::new)
+    }
+
+    /// Swaps in a complete list; the index is ready from the first one on.
+    fn replace(&self, store: Store) {
+        let count = store.values().map(HashMap::len).sum::<usize>();
+        self.publish_counts(&store);
+        *self.write() = store;
+        self.inner.metrics.index_syncs.inc();
+        if !self.inner.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                service_accounts = count,
+                "ServiceAccount index synced; ready"
+            );
+        } else {
+            tracing::info!(service_accounts = count, "ServiceAccount index relisted");
+        }
+    }
+
+    /// Records a failed list or watch (retried with backoff) for `/readyz`, logs and metrics.
+    fn watch_failed(&self, error: String) {
+        self.inner.metrics.watch_errors.inc();
+        let api_server = self.inner.api.as_ref().map_or("", |a| a.url.as_str());
+        tracing::warn!(%api_server, %error, "ServiceAccount watch error; retrying with backoff");
+        self.watch_health().failed(Instant::now(), error);
+    }
+
+    /// Records that the watch is running again.
+    fn watch_healthy(&self) {
+        self.watch_health().healthy();
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
@@ -303,80 +337,10 @@ impl Index {
         self.inner.metrics.service_accounts.set(all);
         self.inner.metrics.annotated_service_accounts.set(annotated);
     }
-
-    async fn run_watch(self, api: Api<PartialObjectMeta<ServiceAccount>>) {
-        // Streaming lists send the initial state as watch events: with 100 000 ServiceAccounts
-        // a real kube-apiserver 1.34 got us ready in 1.3-1.6 s at a 29-32 MiB peak, against
-        // 3.4-3.9 s and 40-44 MiB with pages of 500 (benches/startup_at_scale.rs). An API
-        // server that refuses them (WatchList off, before 1.32) gets paged lists instead.
-        let mut streaming = true;
-        let mut events = watch_events(api.clone(), streaming);
-        // A relist is built aside and swapped in whole, so entries deleted while we were
-        // disconnected disappear and the index never looks half-empty.
-        let mut relist: Option<Store> = None;
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => {
-                    self.watch_health().healthy();
-                    event
-                }
-                Err(err) => {
-                    self.inner.metrics.watch_errors.inc();
-                    self.watch_health().failed(Instant::now(), chain(&err));
-                    let api_server = self.inner.api.as_ref().map_or("", |a| a.url.as_str());
-                    if streaming && !self.is_ready() && refuses_streaming(&err) {
-                        tracing::info!(%api_server, error = %chain(&err), "the API server does not stream lists; listing ServiceAccounts in pages instead");
-                        streaming = false;
-                        events = watch_events(api.clone(), streaming);
-                        continue;
-                    }
-                    tracing::warn!(%api_server, error = %chain(&err), "ServiceAccount watch error; retrying with backoff");
-                    continue;
-                }
-            };
-            match event {
-                watcher::Event::Init => relist = Some(Store::new()),
-                watcher::Event::InitApply(sa) => {
-                    if let (Some(store), Some((ns, name))) = (&mut relist, key_of(&sa)) {
-                        insert(store, ns, name, self.annotations_of(&sa));
-                    }
-                }
-                watcher::Event::InitDone => {
-                    if let Some(store) = relist.take() {
-                        let count = store.values().map(HashMap::len).sum::<usize>();
-                        *self.write() = store;
-                        self.publish_counts(&self.read());
-                        self.inner.metrics.index_syncs.inc();
-                        if !self.inner.ready.swap(true, Ordering::AcqRel) {
-                            tracing::info!(
-                                service_accounts = count,
-                                "ServiceAccount index synced; ready"
-                            );
-                        } else {
-                            tracing::info!(
-                                service_accounts = count,
-                                "ServiceAccount index relisted"
-                            );
-                        }
-                    }
-                }
-                watcher::Event::Apply(sa) => {
-                    if let Some((ns, name)) = key_of(&sa) {
-                        self.insert(ns, name, self.annotations_of(&sa));
-                    }
-                }
-                watcher::Event::Delete(sa) => {
-                    if let Some((ns, name)) = key_of(&sa) {
-                        self.remove(ns, name);
-                    }
-                }
-            }
-        }
-    }
 }
 
-/// How long after its last error the watch still counts as failing: longer than the watcher's
-/// longest backoff with jitter (30 s, doubled at most), so a watch that keeps failing never
+/// How long after its last error the watch still counts as failing: longer than the longest
+/// retry delay with jitter (`watch::Backoff`, 45 s), so a watch that keeps failing never
 /// looks healthy between two retries, and one that recovered on a quiet cluster (which sends no
 /// event to prove it) stops being reported within this time.
 const FAILING_WINDOW: Duration = Duration::from_secs(90);
@@ -418,43 +382,6 @@ impl WatchHealth {
             whole(ago)
         ))
     }
-}
-
-/// Page size of the initial list when the API server does not stream lists.
-const LIST_PAGE_SIZE: u32 = 500;
-
-type Events = futures::stream::BoxStream<
-    'static,
-    Result<watcher::Event<PartialObjectMeta<ServiceAccount>>, watcher::Error>,
->;
-
-/// The ServiceAccount watch, its initial state streamed or listed in pages.
-fn watch_events(api: Api<PartialObjectMeta<ServiceAccount>>, streaming: bool) -> Events {
-    let config = if streaming {
-        watcher::Config::default().streaming_lists()
-    } else {
-        watcher::Config::default().page_size(LIST_PAGE_SIZE)
-    };
-    watcher::watcher(api, config).default_backoff().boxed()
-}
-
-/// Whether the API server refused a streaming list (400 or 422 for `sendInitialEvents`), as
-/// opposed to failing for another reason (unreachable, forbidden) that paging would not fix.
-fn refuses_streaming(err: &watcher::Error) -> bool {
-    let status = match err {
-        watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status,
-        watcher::Error::WatchError(status) => status,
-        _ => return false,
-    };
-    matches!(status.code, 400 | 422)
-}
-
-fn key_of(sa: &PartialObjectMeta<ServiceAccount>) -> Option<(&str, &str)> {
-    Some((
-        sa.metadata.namespace.as_deref()?,
-        sa.metadata.name.as_deref()?,
-    ))
 }
 
 /// Whether an entry carries a role annotation (the `annotated_serviceaccounts` gauge).
