@@ -1,4 +1,5 @@
-//! End-to-end faults: the webhook down, the API server restarted, the webhook restarted.
+//! End-to-end faults: the webhook down, the API server restarted, a watch that cannot resume,
+//! the webhook restarted.
 //! These disturb the whole control plane, so they run one after another in one test, on a
 //! control plane of their own.
 
@@ -21,6 +22,7 @@ async fn faults() {
     let cluster = Cluster::start(ClusterOptions::default());
     webhook_down_follows_the_failure_policy(&cluster).await;
     api_server_restart_is_survived(&cluster).await;
+    a_watch_that_cannot_resume_relists(&cluster).await;
     webhook_restart_resumes_mutating(&cluster).await;
 }
 
@@ -112,6 +114,79 @@ async fn api_server_restart_is_survived(cluster: &Cluster) {
         200
     );
     env.cleanup().await;
+}
+
+/// A ServiceAccount deleted behind the API server's back while it was down, etcd compacted past
+/// the webhook's watch: the watch cannot resume (410 Gone), so the index lists again, forgets the
+/// deleted ServiceAccount and still knows the others.
+async fn a_watch_that_cannot_resume_relists(cluster: &Cluster) {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let env = Env::new(cluster, "relist", Registration::default()).await;
+    let (indexed, syncs) = (
+        "irsa_webhook_serviceaccounts",
+        "irsa_webhook_index_syncs_total",
+    );
+    let before = env.webhook.metric(indexed);
+    let syncs_before = env.webhook.metric(syncs);
+    env.service_account("kept", &[("eks.amazonaws.com/role-arn", ARN)])
+        .await;
+    env.service_account("gone", &[("eks.amazonaws.com/role-arn", ARN)])
+        .await;
+    wait_until("the watch adds both", || {
+        env.webhook.metric(indexed) == before + 2.0
+    })
+    .await;
+
+    cluster.stop_apiserver();
+    let key = format!("/registry/serviceaccounts/{}/gone", env.ns);
+    let deleted = cluster.etcd("kv/deleterange", &json!({"key": b64(&key)}));
+    assert_eq!(deleted["deleted"], "1", "{deleted}");
+    let put = cluster.etcd(
+        "kv/put",
+        &json!({"key": b64("/irsa-test/bump"), "value": b64("x")}),
+    );
+    let revision = put["header"]["revision"].as_str().unwrap().to_owned();
+    cluster.etcd(
+        "kv/compaction",
+        &json!({"revision": revision, "physical": true}),
+    );
+    cluster.start_apiserver();
+
+    wait_until(
+        "the index relists without the deleted ServiceAccount",
+        || {
+            env.webhook.metric(syncs) == syncs_before + 1.0
+                && env.webhook.metric(indexed) == before + 1.0
+        },
+    )
+    .await;
+    let api_lookups = "irsa_webhook_serviceaccount_lookups_total{result=\"api_found\"}";
+    let lookups_before = env.webhook.metric(api_lookups);
+    let env = Env {
+        client: cluster.client().await,
+        ..env
+    };
+    let created = env.create(pod("kept-after-relist", "kept", &[])).await;
+    assert!(has_token_volume(&created.pod), "{created:?}");
+    assert_eq!(
+        env.webhook.metric(api_lookups),
+        lookups_before,
+        "the relisted index knew `kept`"
+    );
+    env.cleanup().await;
+}
+
+/// Polls `done` every 100 ms for up to 60 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn webhook_restart_resumes_mutating(cluster: &Cluster) {

@@ -103,25 +103,33 @@ pub(super) async fn run(index: Index, client: kube::Client) {
 /// resourceVersion to watch from.
 async fn list(index: &Index, client: &kube::Client) -> Result<String, ListError> {
     let path = ServiceAccount::url_path(&(), None);
-    let mut params = ListParams::default().match_any().limit(LIST_PAGE_SIZE);
+    let mut continue_token: Option<String> = None;
     let mut store = Store::new();
     loop {
-        let request = Request::new(&path)
+        let params = match &continue_token {
+            Some(token) => ListParams::default()
+                .limit(LIST_PAGE_SIZE)
+                .continue_token(token),
+            None => ListParams::default(),
+        };
+        let mut request = Request::new(&path)
             .list_metadata(&params)
             .map_err(kube::Error::BuildRequest)?;
+        if continue_token.is_none() {
+            // What client-go's reflector asks: kube-core drops `resourceVersion=0` when a limit
+            // is set, and without it the list is a consistent read in pages of 500 (200 requests
+            // and six times the API server's CPU for 100 000 ServiceAccounts).
+            *request.uri_mut() = format!("{path}?resourceVersion=0&limit={LIST_PAGE_SIZE}")
+                .parse()
+                .expect("a constant path and query");
+        }
         let body = Box::pin(client.request_stream(request).await?);
         let (page, filled) = read_in_background(index.clone(), body, store).await??;
         store = filled;
-        match page.continue_token {
-            Some(token) => {
-                params = ListParams::default()
-                    .limit(LIST_PAGE_SIZE)
-                    .continue_token(&token);
-            }
-            None => {
-                index.replace(store);
-                return Ok(page.resource_version);
-            }
+        continue_token = page.continue_token;
+        if continue_token.is_none() {
+            index.replace(store);
+            return Ok(page.resource_version);
         }
     }
 }

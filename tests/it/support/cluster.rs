@@ -113,6 +113,8 @@ pub struct Cluster {
     apiserver: std::sync::Mutex<Option<Guarded>>,
     /// Signing keys added by [`Cluster::rotate_signing_key`], oldest first.
     rotated_keys: std::sync::Mutex<Vec<PathBuf>>,
+    /// etcd's client address; `None` for your own cluster.
+    etcd_addr: Option<std::net::SocketAddr>,
     // Dropped last: its guard removes `dir`. `None` for your own cluster.
     _etcd: Option<Guarded>,
 }
@@ -208,6 +210,7 @@ impl Cluster {
             apiserver_args,
             apiserver: std::sync::Mutex::new(None),
             rotated_keys: std::sync::Mutex::new(Vec::new()),
+            etcd_addr: Some(([127, 0, 0, 1], etcd_port).into()),
             _etcd: Some(etcd),
         };
         cluster.start_apiserver();
@@ -226,6 +229,7 @@ impl Cluster {
             apiserver_args: Vec::new(),
             apiserver: std::sync::Mutex::new(None),
             rotated_keys: std::sync::Mutex::new(Vec::new()),
+            etcd_addr: None,
             _etcd: None,
         };
         let issuer = block_on(async {
@@ -320,6 +324,30 @@ impl Cluster {
         if let Some(mut guard) = self.apiserver.lock().unwrap().take() {
             guard.stop();
         }
+    }
+
+    /// Calls etcd's v3 JSON gateway (`kv/deleterange`, `kv/put`, `kv/compaction`...) behind the
+    /// API server's back; keys and values in the body are base64, as the gateway wants them.
+    pub fn etcd(&self, call: &str, body: &serde_json::Value) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let addr = self
+            .etcd_addr
+            .expect("etcd of the control plane the tests started");
+        let body = body.to_string();
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "POST /v3/{call} HTTP/1.1\r\nHost: etcd\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, answer) = response.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 200"), "etcd {call}: {response}");
+        serde_json::from_str(answer).unwrap_or_else(|e| panic!("etcd {call}: {e}: {answer}"))
     }
 
     /// A client for this cluster; make one per test (clients are bound to their runtime).
