@@ -1,13 +1,23 @@
 //! Injection settings, validated once at start-up and shared by `serve` and `inject`.
 
 use crate::error::ConfigError;
-use crate::injection::clouds::azure::AzureSettings;
+use crate::injection::clouds::azure::{AzureSettings, authority_host};
 use crate::injection::clouds::gcp::GcpSettings;
+use crate::injection::lifetime::{BETWEEN, TOKEN_EXPIRATION};
 
-/// Kubernetes refuses projected tokens that live shorter than this (and AWS SDKs refresh early).
-pub const MIN_TOKEN_EXPIRATION: i64 = 600;
-/// Kubernetes refuses projected tokens that live longer than 2^32 seconds.
-pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
+/// The defaults of the injection flags: the reference webhook's and azure-workload-identity's, so
+/// their manifests work unchanged.
+pub mod defaults {
+    pub const ANNOTATION_PREFIX: &str = "eks.amazonaws.com";
+    pub const TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
+    pub const TOKEN_EXPIRATION: i64 = 86_400;
+    pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+    pub const AZURE_ENVIRONMENT: &str = "AzurePublicCloud";
+    pub const AZURE_TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
+    /// azure-workload-identity's; the AKS-managed webhook mounts /var/run/secrets/azure/wi/token.
+    pub const AZURE_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/azure/tokens";
+    pub const GCP_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/gcp/workload-identity";
+}
 /// Name of the injected projected volume and of its mounts (same as the reference webhook).
 pub const VOLUME_NAME: &str = "aws-iam-token";
 /// File name of the token inside the mounted volume.
@@ -159,6 +169,11 @@ pub struct InjectionSettings<'a> {
     pub sts_regional_endpoint: bool,
     pub sts_endpoint: Option<&'a str>,
     pub role_session_name: bool,
+    pub azure_tenant_id: Option<&'a str>,
+    pub azure_environment: &'a str,
+    pub azure_token_audience: &'a str,
+    pub azure_token_mount_path: &'a str,
+    pub gcp_token_mount_path: &'a str,
 }
 
 impl InjectionConfig {
@@ -172,28 +187,15 @@ impl InjectionConfig {
                 reason: "must be a DNS subdomain such as eks.amazonaws.com",
             });
         }
-        if s.token_audience.trim().is_empty() {
-            return Err(ConfigError::Invalid {
-                flag: "--token-audience",
-                value: s.token_audience.to_owned(),
-                reason: "must not be empty",
-            });
-        }
-        if !(MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&s.token_expiration) {
+        let audience = non_empty(s.token_audience, "--token-audience")?;
+        if !TOKEN_EXPIRATION.contains(&s.token_expiration) {
             return Err(ConfigError::Invalid {
                 flag: "--token-expiration",
                 value: s.token_expiration.to_string(),
-                reason: "must be between 600 and 4294967296 seconds",
+                reason: BETWEEN,
             });
         }
-        let mount_path = s.token_mount_path.trim_end_matches('/');
-        if !mount_path.starts_with('/') || mount_path.contains(':') || mount_path.contains("//") {
-            return Err(ConfigError::Invalid {
-                flag: "--token-mount-path",
-                value: s.token_mount_path.to_owned(),
-                reason: "must be an absolute path without ':' or empty segments",
-            });
-        }
+        let mount_path = absolute(s.token_mount_path, "--token-mount-path")?;
         // Any region the reference webhook takes is taken (its own fixtures use `seattle`);
         // [`InjectionConfig::doubts`] says when one does not look like a region.
         let region = s
@@ -215,17 +217,36 @@ impl InjectionConfig {
                     })
             })
             .transpose()?;
+        let azure = AzureSettings {
+            tenant_id: s
+                .azure_tenant_id
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+            authority_host: authority_host(s.azure_environment)
+                .ok_or_else(|| ConfigError::Invalid {
+                    flag: "--azure-environment",
+                    value: s.azure_environment.to_owned(),
+                    reason: "must be AzurePublicCloud, AzureUSGovernmentCloud or AzureChinaCloud",
+                })?
+                .to_owned(),
+            audience: non_empty(s.azure_token_audience, "--azure-token-audience")?,
+            mount_path: absolute(s.azure_token_mount_path, "--azure-token-mount-path")?,
+        };
+        let gcp = GcpSettings {
+            mount_path: absolute(s.gcp_token_mount_path, "--gcp-token-mount-path")?,
+        };
         Ok(Self {
             keys: AnnotationKeys::new(prefix),
-            audience: s.token_audience.trim().to_owned(),
+            audience,
             token_expiration: s.token_expiration,
-            mount_path: mount_path.to_owned(),
+            mount_path,
             region,
             regional_sts: s.sts_regional_endpoint,
             sts_endpoint,
             role_session_name: s.role_session_name,
-            azure: AzureSettings::default(),
-            gcp: GcpSettings::default(),
+            azure,
+            gcp,
         })
     }
 
@@ -256,14 +277,19 @@ impl Default for InjectionSettings<'_> {
     /// The reference webhook's defaults, so EKS manifests work unchanged.
     fn default() -> Self {
         Self {
-            annotation_prefix: "eks.amazonaws.com",
-            token_audience: "sts.amazonaws.com",
-            token_expiration: 86_400,
-            token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+            annotation_prefix: defaults::ANNOTATION_PREFIX,
+            token_audience: defaults::TOKEN_AUDIENCE,
+            token_expiration: defaults::TOKEN_EXPIRATION,
+            token_mount_path: defaults::TOKEN_MOUNT_PATH,
             aws_default_region: None,
             sts_regional_endpoint: false,
             sts_endpoint: None,
             role_session_name: false,
+            azure_tenant_id: None,
+            azure_environment: defaults::AZURE_ENVIRONMENT,
+            azure_token_audience: defaults::AZURE_TOKEN_AUDIENCE,
+            azure_token_mount_path: defaults::AZURE_TOKEN_MOUNT_PATH,
+            gcp_token_mount_path: defaults::GCP_TOKEN_MOUNT_PATH,
         }
     }
 }
@@ -273,6 +299,31 @@ impl Default for InjectionConfig {
     fn default() -> Self {
         Self::new(InjectionSettings::default()).expect("defaults are valid")
     }
+}
+
+/// `value` trimmed, refused when empty.
+fn non_empty(value: &str, flag: &'static str) -> Result<String, ConfigError> {
+    match value.trim() {
+        "" => Err(ConfigError::Invalid {
+            flag,
+            value: value.to_owned(),
+            reason: "must not be empty",
+        }),
+        v => Ok(v.to_owned()),
+    }
+}
+
+/// An absolute path without a trailing slash, `:` or empty segments (a mount path).
+fn absolute(value: &str, flag: &'static str) -> Result<String, ConfigError> {
+    let path = value.trim_end_matches('/');
+    if !path.starts_with('/') || path.contains("//") || path.contains(':') {
+        return Err(ConfigError::Invalid {
+            flag,
+            value: value.to_owned(),
+            reason: "must be an absolute path without ':' or empty segments",
+        });
+    }
+    Ok(path.to_owned())
 }
 
 /// Checks an STS endpoint URL: `http://` or `https://`, a host, no spaces, query or fragment.
@@ -339,6 +390,7 @@ pub fn is_region(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::injection::lifetime::MAX_TOKEN_EXPIRATION;
 
     fn settings() -> InjectionSettings<'static> {
         InjectionSettings::default()

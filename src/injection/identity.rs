@@ -2,10 +2,8 @@
 
 use crate::injection::clouds::azure::{self, AzureSa};
 use crate::injection::clouds::gcp::{self, GcpSa};
-use crate::injection::config::{
-    InjectionConfig, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, On, check_endpoint, is_region,
-    parse_go_bool,
-};
+use crate::injection::config::{InjectionConfig, On, check_endpoint, is_region, parse_go_bool};
+use crate::injection::lifetime::{MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION};
 use crate::injection::pod::PodView;
 
 /// The injection-relevant annotations of one ServiceAccount, kept compact in the index: most

@@ -4,8 +4,10 @@
 pub mod clouds;
 pub mod command;
 pub mod config;
+pub mod flags;
 pub mod identity;
 pub mod inject;
+pub mod lifetime;
 pub mod manifest;
 pub mod mutation;
 pub mod patch;

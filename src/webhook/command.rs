@@ -14,7 +14,7 @@ use super::metrics::Metrics;
 use super::server::{Webhook, webhook_router};
 use super::serviceaccounts::Index;
 use crate::certs::secret::CertSecret;
-use crate::injection::command::InjectionArgs;
+use crate::injection::flags::InjectionArgs;
 use crate::injection::manifest;
 use crate::serving::health::serve_health;
 use crate::serving::metrics::count_reloads;

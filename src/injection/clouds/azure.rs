@@ -37,20 +37,6 @@ pub struct AzureSettings {
     pub mount_path: String,
 }
 
-impl Default for AzureSettings {
-    fn default() -> Self {
-        Self {
-            tenant_id: None,
-            authority_host: authority_host("AzurePublicCloud")
-                .expect("a known cloud")
-                .to_owned(),
-            audience: "api://AzureADTokenExchange".into(),
-            // azure-workload-identity's; the AKS-managed webhook mounts /var/run/secrets/azure/wi/token.
-            mount_path: "/var/run/secrets/azure/tokens".into(),
-        }
-    }
-}
-
 /// The authority host of an Azure environment, by the names azure-workload-identity takes.
 pub fn authority_host(environment: &str) -> Option<&'static str> {
     match environment.to_ascii_lowercase().as_str() {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use super::Injection;
-use crate::injection::config::{MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION};
+use crate::injection::lifetime::{MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, TOKEN_EXPIRATION};
 use crate::injection::pod::PodView;
 
 /// ServiceAccount annotations.
@@ -30,14 +30,6 @@ pub const DEFAULT_EXPIRATION: i64 = 3600;
 pub struct GcpSettings {
     /// `--gcp-token-mount-path`.
     pub mount_path: String,
-}
-
-impl Default for GcpSettings {
-    fn default() -> Self {
-        Self {
-            mount_path: "/var/run/secrets/gcp/workload-identity".into(),
-        }
-    }
 }
 
 /// The Google Cloud annotations of a ServiceAccount, raw.
@@ -146,7 +138,7 @@ pub fn injection(
     let expiration = match pod.annotation(EXPIRATION).or(sa.expiration.as_deref()) {
         None => DEFAULT_EXPIRATION,
         Some(value) => match value.trim().parse::<i64>() {
-            Ok(s) if (MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&s) => s,
+            Ok(s) if TOKEN_EXPIRATION.contains(&s) => s,
             _ => {
                 return refuse(format!(
                     "{EXPIRATION}={value:?} is not a number of seconds from {MIN_TOKEN_EXPIRATION} to {MAX_TOKEN_EXPIRATION}"
