@@ -90,7 +90,9 @@ pub async fn load(
         }
     };
     let annotations = account.metadata.annotations.clone().unwrap_or_default();
-    let role_arn = annotations.get(&keys.role_arn).map(|v| v.trim().to_owned());
+    let role_arn = annotations
+        .get(&keys.role_arn)
+        .map(|v| cfg.role_arn(v).into_owned());
     // The webhook's own rule; a blank annotation is already shown by the admission warning.
     let audience = identity::audience(
         annotations.get(&keys.audience).map(String::as_str),

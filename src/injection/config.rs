@@ -1,5 +1,7 @@
 //! Injection settings, validated once at start-up and shared by `serve` and `inject`.
 
+use std::borrow::Cow;
+
 use crate::error::ConfigError;
 use crate::injection::clouds::azure::{AzureSettings, authority_host};
 use crate::injection::clouds::gcp::GcpSettings;
@@ -12,6 +14,7 @@ pub mod defaults {
     pub const TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
     pub const TOKEN_EXPIRATION: i64 = 86_400;
     pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+    pub const AWS_PARTITION: &str = "aws";
     pub const AZURE_ENVIRONMENT: &str = "AzurePublicCloud";
     pub const AZURE_TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
     /// azure-workload-identity's; the AKS-managed webhook mounts /var/run/secrets/azure/wi/token.
@@ -152,6 +155,12 @@ pub struct InjectionConfig {
     pub sts_endpoint: Option<String>,
     /// Whether `AWS_ROLE_SESSION_NAME` is set to the pod's name.
     pub role_session_name: bool,
+    /// Role names (`app`, `team/app`) become ARNs in this account, as `--compose-role-arn` does in
+    /// the reference webhook; `None` unless both that flag and `--aws-account-id` are given.
+    pub compose: Option<ComposeRoleArn>,
+    /// Why `compose` is `None` although `--compose-role-arn` or `--aws-account-id` was given:
+    /// one of [`InjectionConfig::doubts`].
+    pub compose_doubt: Option<&'static str>,
     /// Azure Workload Identity.
     pub azure: AzureSettings,
     /// Google Cloud Workload Identity Federation.
@@ -169,6 +178,9 @@ pub struct InjectionSettings<'a> {
     pub sts_regional_endpoint: bool,
     pub sts_endpoint: Option<&'a str>,
     pub role_session_name: bool,
+    pub compose_role_arn: bool,
+    pub aws_account_id: Option<&'a str>,
+    pub aws_partition: &'a str,
     pub azure_tenant_id: Option<&'a str>,
     pub azure_environment: &'a str,
     pub azure_token_audience: &'a str,
@@ -217,6 +229,50 @@ impl InjectionConfig {
                     })
             })
             .transpose()?;
+        let account = s
+            .aws_account_id
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(a.to_owned())
+                } else {
+                    Err(ConfigError::Invalid {
+                        flag: "--aws-account-id",
+                        value: a.to_owned(),
+                        reason: "must be 12 digits",
+                    })
+                }
+            })
+            .transpose()?;
+        let partition = s.aws_partition.trim();
+        if !is_partition(partition) {
+            return Err(ConfigError::Invalid {
+                flag: "--aws-partition",
+                value: s.aws_partition.to_owned(),
+                reason: "must be aws, aws-cn, aws-us-gov or another aws-* partition",
+            });
+        }
+        let (compose, compose_doubt) = match (s.compose_role_arn, account) {
+            (true, Some(account_id)) => (
+                Some(ComposeRoleArn {
+                    partition: partition.to_owned(),
+                    account_id,
+                }),
+                None,
+            ),
+            (true, None) => (
+                None,
+                Some(
+                    "--compose-role-arn has no effect without --aws-account-id (the EKS webhook reads the account from EC2 instance metadata): role names are injected as given, and STS refuses them",
+                ),
+            ),
+            (false, Some(_)) => (
+                None,
+                Some("--aws-account-id has no effect without --compose-role-arn"),
+            ),
+            (false, None) => (None, None),
+        };
         let azure = AzureSettings {
             tenant_id: s
                 .azure_tenant_id
@@ -245,6 +301,8 @@ impl InjectionConfig {
             regional_sts: s.sts_regional_endpoint,
             sts_endpoint,
             role_session_name: s.role_session_name,
+            compose,
+            compose_doubt,
             azure,
             gcp,
         })
@@ -253,13 +311,23 @@ impl InjectionConfig {
     /// Settings that are accepted, as the reference webhook accepts them, but look wrong: one
     /// message each, for the start-up log.
     pub fn doubts(&self) -> Vec<String> {
-        let mut doubts = Vec::new();
+        let mut doubts: Vec<String> = self.compose_doubt.iter().map(|d| d.to_string()).collect();
         if let Some(region) = self.region.as_deref().filter(|r| !is_region(r)) {
             doubts.push(format!(
                 "--aws-default-region {region:?} does not look like an AWS region name such as eu-west-1; injected as given"
             ));
         }
         doubts
+    }
+
+    /// A `role-arn` annotation's value trimmed, as an ARN when it is a role name and
+    /// `--compose-role-arn` applies.
+    pub fn role_arn<'a>(&self, annotation: &'a str) -> Cow<'a, str> {
+        let role = annotation.trim();
+        match self.compose.as_ref().and_then(|c| c.arn(role)) {
+            Some(arn) => Cow::Owned(arn),
+            None => Cow::Borrowed(role),
+        }
     }
 
     /// The token file path inside Linux containers.
@@ -285,6 +353,9 @@ impl Default for InjectionSettings<'_> {
             sts_regional_endpoint: false,
             sts_endpoint: None,
             role_session_name: false,
+            compose_role_arn: false,
+            aws_account_id: None,
+            aws_partition: defaults::AWS_PARTITION,
             azure_tenant_id: None,
             azure_environment: defaults::AZURE_ENVIRONMENT,
             azure_token_audience: defaults::AZURE_TOKEN_AUDIENCE,
@@ -299,6 +370,37 @@ impl Default for InjectionConfig {
     fn default() -> Self {
         Self::new(InjectionSettings::default()).expect("defaults are valid")
     }
+}
+
+/// Where role names become ARNs (`--compose-role-arn`, `--aws-account-id`, `--aws-partition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeRoleArn {
+    pub partition: String,
+    pub account_id: String,
+}
+
+impl ComposeRoleArn {
+    /// The ARN of `role` when it is a role name with an optional path (the reference webhook's
+    /// test: no `arn:` in it); `None` when it is already an ARN, or empty.
+    fn arn(&self, role: &str) -> Option<String> {
+        (!role.is_empty() && !role.contains("arn:")).then(|| {
+            format!(
+                "arn:{}:iam::{}:role/{}",
+                self.partition,
+                self.account_id,
+                role.trim_start_matches('/')
+            )
+        })
+    }
+}
+
+/// An AWS partition name: `aws` or `aws-` and lowercase words (`aws-cn`, `aws-iso-b`).
+fn is_partition(s: &str) -> bool {
+    s == "aws"
+        || s.strip_prefix("aws-").is_some_and(|rest| {
+            rest.split('-')
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        })
 }
 
 /// `value` trimmed, refused when empty.

@@ -6,7 +6,8 @@ use clap::Args;
 
 use super::config::{InjectionConfig, InjectionSettings, defaults, go_bool_flag};
 
-/// The annotation prefix and default audience: what `serve`, `inject` and `doctor` must agree on.
+/// What `serve`, `inject` and `doctor` must agree on: the annotation prefix, the default audience
+/// and how role names become ARNs.
 #[derive(Debug, Args)]
 pub struct AnnotationArgs {
     /// Prefix of the ServiceAccount and pod annotations.
@@ -19,14 +20,29 @@ pub struct AnnotationArgs {
     /// Default token audience.
     #[arg(long, env = "IRSA_TOKEN_AUDIENCE", default_value = defaults::TOKEN_AUDIENCE)]
     token_audience: String,
+    /// A role-arn annotation without "arn:" is a role name (with an optional path) in
+    /// --aws-account-id: `app` becomes arn:<partition>:iam::<account>:role/app.
+    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set,
+          value_parser = go_bool_flag, value_name = "BOOL")]
+    compose_role_arn: bool,
+    /// The 12-digit account of composed role ARNs (--compose-role-arn).
+    #[arg(long, env = "IRSA_AWS_ACCOUNT_ID")]
+    aws_account_id: Option<String>,
+    /// The partition of composed role ARNs: aws, aws-cn, aws-us-gov...
+    #[arg(long, env = "IRSA_AWS_PARTITION", default_value = defaults::AWS_PARTITION)]
+    aws_partition: String,
 }
 
 impl AnnotationArgs {
-    /// These two settings, the reference webhook's defaults for the rest.
+    /// These settings, the reference webhook's defaults for the rest.
     pub fn settings(&self) -> InjectionSettings<'_> {
         InjectionSettings {
             annotation_prefix: &self.annotation_prefix,
             token_audience: &self.token_audience,
+            compose_role_arn: self.compose_role_arn,
+            aws_account_id: self.aws_account_id.as_deref(),
+            aws_partition: &self.aws_partition,
             ..InjectionSettings::default()
         }
     }
@@ -166,6 +182,9 @@ mod tests {
             ("--token-audience", "", "must not be empty"),
             ("--azure-environment", "Mars", "must be AzurePublicCloud"),
             ("--token-expiration", "599", "must be between 600"),
+            ("--aws-account-id", "12345", "must be 12 digits"),
+            ("--aws-partition", "gcp", "must be aws, aws-cn"),
+            ("--aws-partition", "aws-", "must be aws, aws-cn"),
         ] {
             let cmd = Cmd::try_parse_from(["x", &format!("{flag}={value}")]).unwrap();
             let err = cmd.injection.config().unwrap_err().to_string();
@@ -174,5 +193,37 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn compose_role_arn_needs_an_account_and_says_so() {
+        let doubts = |args: &[&str]| {
+            let cmd = Cmd::try_parse_from(args).unwrap();
+            let cfg = cmd.injection.config().unwrap();
+            (cfg.compose.is_some(), cfg.doubts())
+        };
+        let (on, said) = doubts(&["x", "--compose-role-arn"]);
+        assert!(!on);
+        assert!(said[0].starts_with("--compose-role-arn has no effect without --aws-account-id"));
+        let (on, said) = doubts(&["x", "--aws-account-id=111122223333"]);
+        assert!(!on);
+        assert_eq!(
+            said,
+            ["--aws-account-id has no effect without --compose-role-arn"]
+        );
+        let (on, said) = doubts(&[
+            "x",
+            "--compose-role-arn=true",
+            "--aws-account-id",
+            "111122223333",
+        ]);
+        assert!(on && said.is_empty(), "{said:?}");
+        let (on, _) = doubts(&[
+            "x",
+            "--compose-role-arn=false",
+            "--aws-account-id",
+            "111122223333",
+        ]);
+        assert!(!on);
     }
 }

@@ -202,6 +202,8 @@ pub fn resolve(
         ));
         return None;
     }
+    let role_arn = cfg.role_arn(role_arn);
+    let role_arn: &str = &role_arn;
     if role_arn.len() > MAX_ROLE_ARN_LEN {
         warnings.push(format!(
             "{} on ServiceAccount {sa_name} is {} characters long, more than an ARN can be ({MAX_ROLE_ARN_LEN}): AWS credentials not injected",
@@ -211,8 +213,13 @@ pub fn resolve(
         return None;
     }
     if let Err(why) = check_role_arn(role_arn) {
+        let names = if role_arn.contains("arn:") {
+            ""
+        } else {
+            "; role names need --compose-role-arn and --aws-account-id"
+        };
         warnings.push(format!(
-            "{}={role_arn:?} on ServiceAccount {sa_name} is not a valid IAM role ARN ({why}): injected as is, STS will refuse it",
+            "{}={role_arn:?} on ServiceAccount {sa_name} is not a valid IAM role ARN ({why}{names}): injected as is, STS will refuse it",
             keys.role_arn
         ));
     }
@@ -399,6 +406,7 @@ pub fn check_role_arn(arn: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::injection::config::InjectionSettings;
 
     const ARN: &str = "arn:aws:iam::111122223333:role/app";
 
@@ -616,6 +624,56 @@ mod tests {
         let (id, w) = run(&sa(&[("role-arn", "my-role")]), &pod("{}"));
         assert_eq!(id.unwrap().role_arn, "my-role");
         assert!(w[0].contains("not a valid IAM role ARN"), "{w:?}");
+        assert!(
+            w[0].contains("role names need --compose-role-arn and --aws-account-id"),
+            "{w:?}"
+        );
+        let (_, w) = run(&sa(&[("role-arn", "arn:aws:iam::1:role/a")]), &pod("{}"));
+        assert!(!w[0].contains("role names"), "{w:?}");
+    }
+
+    #[test]
+    fn role_names_become_arns_in_the_configured_account_and_partition() {
+        let cfg = InjectionConfig::new(InjectionSettings {
+            compose_role_arn: true,
+            aws_account_id: Some("111122223333"),
+            aws_partition: "aws-us-gov",
+            ..InjectionSettings::default()
+        })
+        .unwrap();
+        assert!(cfg.doubts().is_empty(), "{:?}", cfg.doubts());
+        for (annotation, expected) in [
+            ("app", "arn:aws-us-gov:iam::111122223333:role/app"),
+            (
+                " team/app ",
+                "arn:aws-us-gov:iam::111122223333:role/team/app",
+            ),
+            (
+                "/team/app",
+                "arn:aws-us-gov:iam::111122223333:role/team/app",
+            ),
+            (ARN, ARN),
+        ] {
+            let mut warnings = vec![];
+            let id = resolve(
+                "ns/app",
+                &sa(&[("role-arn", annotation)]),
+                &pod("{}"),
+                &cfg,
+                &mut warnings,
+            );
+            assert_eq!(id.unwrap().role_arn, expected);
+            assert!(warnings.is_empty(), "{annotation}: {warnings:?}");
+        }
+        let mut warnings = vec![];
+        let empty = resolve(
+            "ns/app",
+            &sa(&[("role-arn", " ")]),
+            &pod("{}"),
+            &cfg,
+            &mut warnings,
+        );
+        assert!(empty.is_none(), "an empty annotation is not composed");
     }
 
     #[test]

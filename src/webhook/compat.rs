@@ -64,10 +64,6 @@ pub struct ReferenceFlags {
     /// Not supported: ServiceAccounts are configured by their annotations only.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool_flag, value_name = "BOOL")]
     pub watch_config_map: Option<bool>,
-    /// Not supported: role-arn must be a full ARN (the role-name form needs EC2 instance
-    /// metadata for the account and partition, which a self-managed cluster does not have).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool_flag, value_name = "BOOL")]
-    pub compose_role_arn: Option<bool>,
     /// No effect: there are no debugging handlers.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool_flag, value_name = "BOOL")]
     pub enable_debugging_handlers: Option<bool>,
@@ -176,11 +172,6 @@ impl ReferenceFlags {
             self.watch_config_map == Some(true),
             "--watch-config-map",
             "NOT SUPPORTED: ServiceAccounts listed in the pod-identity-webhook ConfigMap are not injected; annotate them",
-        );
-        note(
-            self.compose_role_arn == Some(true),
-            "--compose-role-arn",
-            "NOT SUPPORTED: role-arn annotations must be full ARNs (the role-name form needs EC2 instance metadata)",
         );
         note(
             self.enable_debugging_handlers.is_some(),
@@ -312,7 +303,6 @@ mod tests {
             logtostderr: Some(true),
             verbosity: Some(4),
             watch_config_map: Some(true),
-            compose_role_arn: Some(false),
             ..Default::default()
         };
         let notes = flags.notes();

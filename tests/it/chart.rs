@@ -959,6 +959,14 @@ fn secret_mode_uses_the_given_certificate_and_ca() {
     );
     assert_eq!(w["failurePolicy"], "Fail");
     let deployment = find(&rendered, "Deployment", "irsa-webhook");
+    let webhook = container(deployment, "webhook");
+    for (name, value) in [
+        ("IRSA_COMPOSE_ROLE_ARN", "true"),
+        ("IRSA_AWS_ACCOUNT_ID", "111122223333"),
+        ("IRSA_AWS_PARTITION", "aws-us-gov"),
+    ] {
+        assert_eq!(env(webhook, name)["value"], value, "{name}");
+    }
     assert_eq!(
         deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
         "irsa-webhook-serving"

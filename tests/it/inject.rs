@@ -99,8 +99,56 @@ spec:
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr,
-        "warning: <stdin>: document 3 (Deployment/web): eks.amazonaws.com/role-arn=\"not-an-arn\" on ServiceAccount shop/app is not a valid IAM role ARN (it must start with arn:): injected as is, STS will refuse it\n"
+        "warning: <stdin>: document 3 (Deployment/web): eks.amazonaws.com/role-arn=\"not-an-arn\" on ServiceAccount shop/app is not a valid IAM role ARN (it must start with arn:; role names need --compose-role-arn and --aws-account-id): injected as is, STS will refuse it\n"
     );
+}
+
+#[test]
+fn role_names_are_composed_into_arns_of_the_given_account_and_partition() {
+    let input = "\
+kind: ServiceAccount
+metadata: {name: app, annotations: {eks.amazonaws.com/role-arn: team/app}}
+---
+kind: Pod
+metadata: {name: web}
+spec:
+  serviceAccountName: app
+  containers: [{name: web, image: nginx}]
+";
+    let args = [
+        "inject",
+        "-f",
+        "-",
+        "--compose-role-arn",
+        "--aws-account-id",
+        "111122223333",
+        "--aws-partition=aws-cn",
+    ];
+    let out = run(&args, input);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    let env = &docs[1]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["name"], "AWS_ROLE_ARN");
+    assert_eq!(
+        env[0]["value"],
+        "arn:aws-cn:iam::111122223333:role/team/app"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without an account: said once at start, and the name stays a name.
+    let out = run(&args[..4], input);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("--compose-role-arn has no effect without --aws-account-id"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("role names need --compose-role-arn and --aws-account-id"));
 }
 
 #[test]

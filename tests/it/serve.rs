@@ -32,6 +32,22 @@ fn pod_review(uid: &str) -> Value {
     })
 }
 
+/// The review's pod with the answer's patch applied; the patch must be a base64 string (the API
+/// server refuses an array of numbers).
+fn patched(review: &Value, answer: &Value) -> Value {
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(
+            answer["response"]["patch"]
+                .as_str()
+                .expect("patch is a string"),
+        )
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut pod = review["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    pod
+}
+
 fn server() -> Server {
     Server::with_service_accounts(SERVICE_ACCOUNTS, &[])
 }
@@ -64,13 +80,7 @@ async fn admission_review_gets_a_base64_patch_over_h2_and_http1() {
         assert_eq!(response["uid"], review["request"]["uid"]);
         assert_eq!(response["allowed"], true);
         assert_eq!(response["patchType"], "JSONPatch");
-        // The API server requires a base64 string here, not an array of numbers.
-        let patch = base64::engine::general_purpose::STANDARD
-            .decode(response["patch"].as_str().expect("patch is a string"))
-            .unwrap();
-        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-        let mut pod = review["request"]["object"].clone();
-        json_patch::patch(&mut pod, &patch).unwrap();
+        let pod = patched(&review, &answer);
         assert_eq!(
             pod["spec"]["containers"][0]["env"][0],
             json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/app"})
@@ -510,12 +520,7 @@ async fn the_eks_webhook_deployment_arguments_work_unchanged() {
     );
     let review = pod_review("uid-reference");
     let (_, answer) = post(&server, true, serde_json::to_vec(&review).unwrap()).await;
-    let patch = base64::engine::general_purpose::STANDARD
-        .decode(answer["response"]["patch"].as_str().expect("a patch"))
-        .unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-    let mut pod = review["request"]["object"].clone();
-    json_patch::patch(&mut pod, &patch).unwrap();
+    let pod = patched(&review, &answer);
     assert_eq!(
         pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
         "sts.amazonaws.com"
@@ -524,6 +529,31 @@ async fn the_eks_webhook_deployment_arguments_work_unchanged() {
         pod["spec"]["containers"][0]["env"][1],
         json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"})
     );
+}
+
+/// The EKS webhook's `--compose-role-arn`, with the account and partition given as flags.
+#[tokio::test]
+async fn role_names_become_arns_with_compose_role_arn() {
+    let service_accounts = "\
+kind: ServiceAccount
+metadata: {name: app, namespace: team, annotations: {eks.amazonaws.com/role-arn: ci/deployer}}
+";
+    let server = Server::with_service_accounts(
+        service_accounts,
+        &[
+            "--compose-role-arn=true",
+            "--aws-account-id=111122223333",
+            "--aws-partition=aws-cn",
+        ],
+    );
+    let review = pod_review("uid-compose");
+    let (_, answer) = post(&server, true, serde_json::to_vec(&review).unwrap()).await;
+    let pod = patched(&review, &answer);
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"][0],
+        json!({"name": "AWS_ROLE_ARN", "value": "arn:aws-cn:iam::111122223333:role/ci/deployer"})
+    );
+    assert_eq!(answer["response"].get("warnings"), None, "{answer}");
 }
 
 /// Run as `webhook` (the EKS webhook image's entrypoint), the binary is `serve` with its defaults.
