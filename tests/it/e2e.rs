@@ -307,7 +307,7 @@ async fn warnings_reach_the_client() {
     assert_eq!(
         created.warnings,
         [format!(
-            "eks.amazonaws.com/role-arn=\"my-role\" on ServiceAccount {}/bad-arn is not a valid IAM role ARN (it must start with arn:): injected as is, STS will refuse it",
+            "eks.amazonaws.com/role-arn=\"my-role\" on ServiceAccount {}/bad-arn is not a valid IAM role ARN (it must start with arn:; role names need --compose-role-arn and --aws-account-id): injected as is, STS will refuse it",
             env.ns
         )]
     );
