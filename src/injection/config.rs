@@ -210,15 +210,8 @@ impl InjectionConfig {
         let mount_path = absolute(s.token_mount_path, "--token-mount-path")?;
         // Any region the reference webhook takes is taken (its own fixtures use `seattle`);
         // [`InjectionConfig::doubts`] says when one does not look like a region.
-        let region = s
-            .aws_default_region
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned);
-        let sts_endpoint = s
-            .sts_endpoint
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
+        let region = given(s.aws_default_region).map(str::to_owned);
+        let sts_endpoint = given(s.sts_endpoint)
             .map(|e| {
                 check_endpoint(e)
                     .map(|()| e.to_owned())
@@ -229,12 +222,9 @@ impl InjectionConfig {
                     })
             })
             .transpose()?;
-        let account = s
-            .aws_account_id
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
+        let account = given(s.aws_account_id)
             .map(|a| {
-                if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) {
+                if is_account_id(a) {
                     Ok(a.to_owned())
                 } else {
                     Err(ConfigError::Invalid {
@@ -246,11 +236,11 @@ impl InjectionConfig {
             })
             .transpose()?;
         let partition = s.aws_partition.trim();
-        if !is_partition(partition) {
+        if !PARTITIONS.contains(&partition) {
             return Err(ConfigError::Invalid {
                 flag: "--aws-partition",
                 value: s.aws_partition.to_owned(),
-                reason: "must be aws, aws-cn, aws-us-gov or another aws-* partition",
+                reason: "must be aws, aws-cn or aws-us-gov",
             });
         }
         let (compose, compose_doubt) = match (s.compose_role_arn, account) {
@@ -274,11 +264,7 @@ impl InjectionConfig {
             (false, None) => (None, None),
         };
         let azure = AzureSettings {
-            tenant_id: s
-                .azure_tenant_id
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned),
+            tenant_id: given(s.azure_tenant_id).map(str::to_owned),
             authority_host: authority_host(s.azure_environment)
                 .ok_or_else(|| ConfigError::Invalid {
                     flag: "--azure-environment",
@@ -394,13 +380,17 @@ impl ComposeRoleArn {
     }
 }
 
-/// An AWS partition name: `aws` or `aws-` and lowercase words (`aws-cn`, `aws-iso-b`).
-fn is_partition(s: &str) -> bool {
-    s == "aws"
-        || s.strip_prefix("aws-").is_some_and(|rest| {
-            rest.split('-')
-                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
-        })
+/// The AWS partitions a role ARN, a composed ARN and a trust policy may name.
+pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+
+/// An AWS account ID: 12 digits.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An optional setting trimmed, `None` when empty.
+fn given(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// `value` trimmed, refused when empty.

@@ -29,7 +29,7 @@ pub struct AnnotationArgs {
     /// The 12-digit account of composed role ARNs (--compose-role-arn).
     #[arg(long, env = "IRSA_AWS_ACCOUNT_ID")]
     aws_account_id: Option<String>,
-    /// The partition of composed role ARNs: aws, aws-cn, aws-us-gov...
+    /// The partition of composed role ARNs: aws, aws-cn or aws-us-gov.
     #[arg(long, env = "IRSA_AWS_PARTITION", default_value = defaults::AWS_PARTITION)]
     aws_partition: String,
 }

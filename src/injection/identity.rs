@@ -2,7 +2,9 @@
 
 use crate::injection::clouds::azure::{self, AzureSa};
 use crate::injection::clouds::gcp::{self, GcpSa};
-use crate::injection::config::{InjectionConfig, On, check_endpoint, is_region, parse_go_bool};
+use crate::injection::config::{
+    InjectionConfig, On, check_endpoint, is_account_id, is_region, parse_go_bool,
+};
 use crate::injection::lifetime::{MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION};
 use crate::injection::pod::PodView;
 
@@ -386,7 +388,7 @@ pub fn check_role_arn(arn: &str) -> Result<(), &'static str> {
     if service != "iam" || !region.is_empty() {
         return Err("it must name an IAM resource, arn:<partition>:iam::");
     }
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_account_id(account) {
         return Err("the account ID must be 12 digits");
     }
     let Some(path_and_name) = resource.strip_prefix("role/") else {

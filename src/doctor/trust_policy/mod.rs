@@ -8,9 +8,7 @@ pub mod command;
 pub mod evaluate;
 
 use crate::discovery::document::IssuerUrl;
-
-/// AWS partitions a role can live in.
-pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+use crate::injection::config::{PARTITIONS, is_account_id};
 
 /// What the trust policy is for.
 #[derive(Debug, Clone)]
@@ -81,7 +79,7 @@ pub fn render(request: &Request<'_>) -> Result<Value, PolicyError> {
         return Err(PolicyError::NoServiceAccount);
     }
     if let Some(id) = request.account_id
-        && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+        && !is_account_id(id)
     {
         return Err(PolicyError::Account(id.to_owned()));
     }
